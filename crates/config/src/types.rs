@@ -1,0 +1,318 @@
+//! The config schema. Field names and meanings follow the reference
+//! implementation's `liter-llm-proxy.toml`, so existing files run unchanged.
+
+use crate::{ConfigError, Secret};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub general: General,
+    #[serde(default)]
+    pub server: Server,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelEntry>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<AliasEntry>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeyEntry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetSection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheSection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<FilesSection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthSection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<CooldownSection>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct General {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub master_key: Option<Secret>,
+    pub default_timeout_secs: u64,
+    pub max_retries: u32,
+    pub enable_cost_tracking: bool,
+    pub enable_tracing: bool,
+    /// Serve `/v1/*` without any key. Off by default: a proxy with no master key
+    /// and no virtual keys refuses to start rather than run open by accident.
+    pub allow_unauthenticated: bool,
+}
+
+impl Default for General {
+    fn default() -> Self {
+        General {
+            master_key: None,
+            default_timeout_secs: 120,
+            max_retries: 3,
+            enable_cost_tracking: false,
+            enable_tracing: false,
+            allow_unauthenticated: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    pub host: String,
+    pub port: u16,
+    pub request_timeout_secs: u64,
+    pub body_limit_bytes: u64,
+    pub cors_origins: Vec<String>,
+    /// How long in-flight requests and streams may run after SIGTERM before the
+    /// process exits anyway.
+    pub drain_timeout_secs: u64,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            host: "0.0.0.0".to_string(),
+            port: 4000,
+            request_timeout_secs: 600,
+            body_limit_bytes: 10 * 1024 * 1024,
+            cors_origins: vec!["*".to_string()],
+            drain_timeout_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    pub name: String,
+    pub provider_model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AliasEntry {
+    pub pattern: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEntry {
+    pub key: Secret,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_limit: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforcement {
+    #[default]
+    Hard,
+    Soft,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetSection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_limit: Option<f64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub model_limits: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub enforcement: Enforcement,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSection {
+    pub max_entries: u64,
+    pub ttl_seconds: u64,
+    pub backend: String,
+    pub backend_config: toml::Table,
+}
+
+impl Default for CacheSection {
+    fn default() -> Self {
+        CacheSection {
+            max_entries: 256,
+            ttl_seconds: 300,
+            backend: "memory".to_string(),
+            backend_config: toml::Table::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesSection {
+    pub backend: String,
+    pub prefix: String,
+    pub backend_config: toml::Table,
+}
+
+impl Default for FilesSection {
+    fn default() -> Self {
+        FilesSection {
+            backend: "memory".to_string(),
+            prefix: "liter-llm-files/".to_string(),
+            backend_config: toml::Table::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_model: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CooldownSection {
+    pub duration_secs: u64,
+}
+
+impl Config {
+    /// Value checks that the types alone cannot express. Routing checks (does the
+    /// provider exist, is it routable) live with the router, which owns that logic.
+    pub(crate) fn check_values(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if let Some(k) = &self.general.master_key {
+            if k.is_empty() {
+                return invalid("`general.master_key` is empty; an empty key would authenticate nothing safely. Remove it or set a value".into());
+            }
+        }
+        if self.server.request_timeout_secs == 0 {
+            return invalid("`server.request_timeout_secs` must be at least 1".into());
+        }
+        if self.server.body_limit_bytes == 0 {
+            return invalid("`server.body_limit_bytes` must be at least 1".into());
+        }
+        if self.general.default_timeout_secs == 0 {
+            return invalid("`general.default_timeout_secs` must be at least 1".into());
+        }
+        if self.server.cors_origins.is_empty() {
+            return invalid("`server.cors_origins` is empty; use [\"*\"] to allow any origin or list the allowed ones".into());
+        }
+        for (i, m) in self.models.iter().enumerate() {
+            if m.name.trim().is_empty() {
+                return invalid(format!("`models[{i}].name` is empty"));
+            }
+            if m.provider_model.trim().is_empty() {
+                return invalid(format!("`models[{i}].provider_model` is empty"));
+            }
+            if m.timeout_secs == Some(0) {
+                return invalid(format!("`models[{i}].timeout_secs` must be at least 1"));
+            }
+            if m.api_key.as_ref().is_some_and(Secret::is_empty) {
+                return invalid(format!("`models[{i}].api_key` is empty; remove it to use the provider's environment variable"));
+            }
+        }
+        for (i, a) in self.aliases.iter().enumerate() {
+            if a.pattern.trim().is_empty() {
+                return invalid(format!("`aliases[{i}].pattern` is empty"));
+            }
+            if a.api_key.as_ref().is_some_and(Secret::is_empty) {
+                return invalid(format!("`aliases[{i}].api_key` is empty"));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, k) in self.keys.iter().enumerate() {
+            if k.key.is_empty() {
+                return invalid(format!("`keys[{i}].key` is empty"));
+            }
+            if !seen.insert(k.key.expose()) {
+                return invalid(format!("`keys[{i}].key` duplicates an earlier key"));
+            }
+            if self.general.master_key.as_ref() == Some(&k.key) {
+                return invalid(format!("`keys[{i}].key` is the same as the master key"));
+            }
+        }
+        self.reject_unimplemented()
+    }
+
+    /// Settings this build accepts by name (so reference configs parse) but does
+    /// not yet enforce. A limit that silently does nothing is worse than a clear
+    /// refusal, so each one is an error until its layer exists.
+    fn reject_unimplemented(&self) -> Result<(), ConfigError> {
+        let mut found: Vec<String> = Vec::new();
+        let sections = [
+            ("[rate_limit]", self.rate_limit.is_some()),
+            ("[budget]", self.budget.is_some()),
+            ("[cache]", self.cache.is_some()),
+            ("[files]", self.files.is_some()),
+            ("[health]", self.health.is_some()),
+            ("[cooldown]", self.cooldown.is_some()),
+            (
+                "general.enable_cost_tracking = true",
+                self.general.enable_cost_tracking,
+            ),
+            ("general.enable_tracing = true", self.general.enable_tracing),
+        ];
+        found.extend(
+            sections
+                .iter()
+                .filter(|(_, on)| *on)
+                .map(|(n, _)| n.to_string()),
+        );
+        for (i, m) in self.models.iter().enumerate() {
+            if !m.fallbacks.is_empty() {
+                found.push(format!("models[{i}].fallbacks"));
+            }
+        }
+        for (i, k) in self.keys.iter().enumerate() {
+            for (field, set) in [
+                ("rpm", k.rpm.is_some()),
+                ("tpm", k.tpm.is_some()),
+                ("budget_limit", k.budget_limit.is_some()),
+            ] {
+                if set {
+                    found.push(format!("keys[{i}].{field}"));
+                }
+            }
+        }
+        if found.is_empty() {
+            return Ok(());
+        }
+        Err(ConfigError::Invalid(format!(
+            "this build does not enforce {} yet; remove {} rather than run with a setting that has no effect (see docs/configuration.md)",
+            found.join(", "),
+            if found.len() == 1 { "it" } else { "them" }
+        )))
+    }
+}

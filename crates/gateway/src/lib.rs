@@ -1,0 +1,11 @@
+#![forbid(unsafe_code)]
+//! Routing: model groups and their deployments, aliases, the upstream call with
+//! retries, and the pass-through SSE stream.
+
+pub mod glob;
+pub mod router;
+pub mod stream;
+pub mod upstream;
+
+pub use router::{Deployment, ModelGroup, ResolveError, Router, RouterError};
+pub use upstream::{Upstream, UpstreamReply};

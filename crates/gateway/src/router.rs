@@ -1,0 +1,343 @@
+//! Client-facing model names → deployments.
+//!
+//! A name used by several `[[models]]` entries is a group whose deployments take
+//! turns. Names not configured may still match an `[[aliases]]` pattern, which
+//! lets a client call `provider/model` directly.
+
+use crate::glob::Glob;
+use http::{HeaderName, HeaderValue};
+use liter_llm_config::{Config, Secret};
+use liter_llm_providers::auth::static_key_header;
+use liter_llm_providers::registry::{Adapter, ProviderSpec, Registry};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One upstream target: a provider, its model id, URL and credentials.
+#[derive(Debug)]
+pub struct Deployment {
+    /// Stable identifier, `<name>#<index>` for configured entries.
+    pub id: String,
+    pub model_name: String,
+    pub provider: &'static ProviderSpec,
+    /// The model id the provider expects: `provider_model` without the provider prefix.
+    pub upstream_model: String,
+    /// Base URL without a trailing slash.
+    pub base_url: String,
+    /// Precomputed because chat is the hot path.
+    pub chat_url: String,
+    pub auth: Option<(HeaderName, HeaderValue)>,
+    pub timeout: Duration,
+}
+
+impl Deployment {
+    pub fn url(&self, endpoint_path: &str) -> String {
+        format!("{}{}", self.base_url, endpoint_path)
+    }
+}
+
+#[derive(Debug)]
+pub struct ModelGroup {
+    pub name: String,
+    pub deployments: Vec<Arc<Deployment>>,
+    next: AtomicUsize,
+}
+
+impl ModelGroup {
+    /// Where this request starts in the group; retries walk on from there.
+    pub fn start_index(&self) -> usize {
+        if self.deployments.len() == 1 {
+            0
+        } else {
+            self.next.fetch_add(1, Ordering::Relaxed)
+        }
+    }
+
+    pub fn owned_by(&self) -> &str {
+        self.deployments
+            .first()
+            .map(|d| d.provider.name.as_str())
+            .unwrap_or("liter-llm")
+    }
+}
+
+#[derive(Debug)]
+struct AliasRoute {
+    glob: Glob,
+    api_key: Option<Secret>,
+    base_url: Option<String>,
+}
+
+/// What a request is routed to.
+#[derive(Debug, Clone)]
+pub enum Target<'a> {
+    Group(&'a ModelGroup),
+    Alias(Arc<Deployment>),
+}
+
+impl Target<'_> {
+    /// The deployment for attempt `n`, given where the request started.
+    pub fn deployment(&self, start: usize, attempt: usize) -> &Arc<Deployment> {
+        match self {
+            Target::Group(g) => &g.deployments[(start + attempt) % g.deployments.len()],
+            Target::Alias(d) => d,
+        }
+    }
+
+    pub fn start_index(&self) -> usize {
+        match self {
+            Target::Group(g) => g.start_index(),
+            Target::Alias(_) => 0,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ResolveError {
+    UnknownModel(String),
+    /// Matched an alias, but the provider cannot be routed in this build.
+    Unroutable {
+        model: String,
+        reason: String,
+    },
+}
+
+/// A config problem found while building the router; the message names the field.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RouterError(pub String);
+
+pub struct Router {
+    groups: HashMap<String, ModelGroup>,
+    /// Group names in config order, for listings.
+    order: Vec<String>,
+    aliases: Vec<AliasRoute>,
+    registry: &'static Registry,
+    env: liter_llm_config::EnvLookup,
+    default_timeout: Duration,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("groups", &self.order)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a provider cannot be routed in this build, or `None` if it can.
+fn unroutable_reason(p: &ProviderSpec) -> Option<String> {
+    match p.adapter {
+        Adapter::Openai => None,
+        Adapter::Unsupported => Some(format!(
+            "provider `{}` is not supported: {}",
+            p.name,
+            p.notes
+                .as_deref()
+                .unwrap_or("it is not a chat model provider")
+        )),
+        native => Some(format!(
+            "provider `{}` needs the native `{}` adapter, which this build does not include yet",
+            p.name,
+            native.as_str()
+        )),
+    }
+}
+
+struct DeploymentSpec<'a> {
+    id: String,
+    model_name: &'a str,
+    provider_model: &'a str,
+    api_key: Option<&'a Secret>,
+    base_url: Option<&'a str>,
+    timeout: Duration,
+    field: &'a str,
+}
+
+impl Router {
+    pub fn from_config(
+        config: &Config,
+        registry: &'static Registry,
+        env: liter_llm_config::EnvLookup,
+    ) -> Result<Router, RouterError> {
+        let default_timeout = Duration::from_secs(config.general.default_timeout_secs);
+        let mut router = Router {
+            groups: HashMap::new(),
+            order: Vec::new(),
+            aliases: Vec::new(),
+            registry,
+            env,
+            default_timeout,
+        };
+        for (i, m) in config.models.iter().enumerate() {
+            let field = format!("models[{i}]");
+            let index = router
+                .groups
+                .get(&m.name)
+                .map_or(0, |g| g.deployments.len());
+            let deployment = router
+                .build_deployment(DeploymentSpec {
+                    id: format!("{}#{index}", m.name),
+                    model_name: &m.name,
+                    provider_model: &m.provider_model,
+                    api_key: m.api_key.as_ref(),
+                    base_url: m.base_url.as_deref(),
+                    timeout: m.timeout_secs.map_or(default_timeout, Duration::from_secs),
+                    field: &field,
+                })
+                .map_err(RouterError)?;
+            match router.groups.get_mut(&m.name) {
+                Some(g) => g.deployments.push(Arc::new(deployment)),
+                None => {
+                    router.order.push(m.name.clone());
+                    router.groups.insert(
+                        m.name.clone(),
+                        ModelGroup {
+                            name: m.name.clone(),
+                            deployments: vec![Arc::new(deployment)],
+                            next: AtomicUsize::new(0),
+                        },
+                    );
+                }
+            }
+        }
+        for (i, a) in config.aliases.iter().enumerate() {
+            let glob = Glob::new(&a.pattern);
+            // A pattern like `groq/*` names its provider up front, so a typo or an
+            // unroutable provider can be reported now instead of on first use.
+            let prefix = glob.literal_prefix();
+            if let Some(slash) = prefix.rfind('/') {
+                let provider_part = &prefix[..slash];
+                match registry.get(provider_part) {
+                    None => {
+                        return Err(RouterError(format!(
+                            "`aliases[{i}].pattern` `{}`: unknown provider `{provider_part}`; run `liter-llm providers` for the list",
+                            a.pattern
+                        )))
+                    }
+                    Some(p) => {
+                        if let Some(reason) = unroutable_reason(p) {
+                            return Err(RouterError(format!("`aliases[{i}].pattern` `{}`: {reason}", a.pattern)));
+                        }
+                    }
+                }
+            }
+            router.aliases.push(AliasRoute {
+                glob,
+                api_key: a.api_key.clone(),
+                base_url: a.base_url.clone(),
+            });
+        }
+        Ok(router)
+    }
+
+    fn build_deployment(&self, spec: DeploymentSpec<'_>) -> Result<Deployment, String> {
+        let field = spec.field;
+        let (provider, upstream_model) = self.registry.resolve(spec.provider_model).ok_or_else(|| {
+            format!(
+                "`{field}.provider_model` `{}`: unknown provider; write it as `provider/model-id` (run `liter-llm providers` for the list)",
+                spec.provider_model
+            )
+        })?;
+        if let Some(reason) = unroutable_reason(provider) {
+            return Err(format!(
+                "`{field}.provider_model` `{}`: {reason}",
+                spec.provider_model
+            ));
+        }
+        if upstream_model.is_empty() {
+            return Err(format!(
+                "`{field}.provider_model` `{}` has no model id after the provider",
+                spec.provider_model
+            ));
+        }
+        let base_url = match (spec.base_url, provider.base_url.as_deref()) {
+            (Some(u), _) => u,
+            (None, Some(u)) if !provider.requires_base_url && !u.contains('{') => u,
+            _ => {
+                return Err(format!(
+                    "`{field}`: provider `{}` has no fixed URL; set `base_url`",
+                    provider.name
+                ))
+            }
+        };
+        let base_url = base_url.trim_end_matches('/').to_string();
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(format!(
+                "`{field}.base_url` must start with http:// or https://"
+            ));
+        }
+        let env_key;
+        let key: Option<&str> = match spec.api_key {
+            Some(k) => Some(k.expose()),
+            None => match provider.env_var.as_deref() {
+                Some(var) => {
+                    env_key = (self.env)(var).filter(|v| !v.is_empty());
+                    match (&env_key, provider.requires_base_url) {
+                        (Some(k), _) => Some(k.as_str()),
+                        // Self-hosted servers usually run without a key.
+                        (None, true) => None,
+                        (None, false) => {
+                            return Err(format!(
+                                "`{field}` ({}): no `api_key`, and `{var}` is not set",
+                                spec.model_name
+                            ))
+                        }
+                    }
+                }
+                None => None,
+            },
+        };
+        let auth = match key {
+            Some(k) => static_key_header(provider.auth, k)
+                .map_err(|e| format!("`{field}.api_key`: {e}"))?,
+            None => None,
+        };
+        Ok(Deployment {
+            id: spec.id,
+            model_name: spec.model_name.to_string(),
+            provider,
+            upstream_model: upstream_model.to_string(),
+            chat_url: format!("{base_url}/chat/completions"),
+            base_url,
+            auth,
+            timeout: spec.timeout,
+        })
+    }
+
+    pub fn resolve(&self, requested: &str) -> Result<Target<'_>, ResolveError> {
+        if let Some(g) = self.groups.get(requested) {
+            return Ok(Target::Group(g));
+        }
+        let Some(alias) = self.aliases.iter().find(|a| a.glob.matches(requested)) else {
+            return Err(ResolveError::UnknownModel(requested.to_string()));
+        };
+        self.build_deployment(DeploymentSpec {
+            id: requested.to_string(),
+            model_name: requested,
+            provider_model: requested,
+            api_key: alias.api_key.as_ref(),
+            base_url: alias.base_url.as_deref(),
+            timeout: self.default_timeout,
+            field: "aliases",
+        })
+        .map(|d| Target::Alias(Arc::new(d)))
+        .map_err(|reason| ResolveError::Unroutable {
+            model: requested.to_string(),
+            reason,
+        })
+    }
+
+    pub fn groups(&self) -> impl Iterator<Item = &ModelGroup> {
+        self.order.iter().filter_map(|n| self.groups.get(n))
+    }
+
+    pub fn alias_patterns(&self) -> impl Iterator<Item = &str> {
+        self.aliases.iter().map(|a| a.glob.as_str())
+    }
+
+    pub fn has_name(&self, name: &str) -> bool {
+        self.groups.contains_key(name) || self.aliases.iter().any(|a| a.glob.matches(name))
+    }
+}

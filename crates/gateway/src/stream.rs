@@ -1,0 +1,195 @@
+//! Forwarding an upstream SSE stream to the client as bytes arrive.
+//!
+//! Chunks are passed on untouched; the only work per chunk is a scan for the
+//! `[DONE]` marker, so a stream that ends without it can be reported to the
+//! client as an error event instead of looking like a clean finish.
+
+use bytes::Bytes;
+use futures_util::Stream;
+use liter_llm_protocol::{ApiError, ErrorKind};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
+
+const DONE_MARKER: &[u8] = b"data: [DONE]";
+
+type Upstream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+
+pub struct SseLimits {
+    /// Longest silence allowed between two chunks.
+    pub idle: Duration,
+    /// The whole request's deadline (`[server].request_timeout_secs`).
+    pub deadline: Instant,
+}
+
+pin_project_lite::pin_project! {
+    pub struct PassThroughSse {
+        upstream: Upstream,
+        provider: &'static str,
+        saw_done: bool,
+        finished: bool,
+        // The last bytes of the previous chunk, so a marker split across two
+        // chunks is still found.
+        tail: Vec<u8>,
+        idle: Duration,
+        last_chunk: Instant,
+        #[pin]
+        idle_timer: Sleep,
+        #[pin]
+        deadline: Sleep,
+    }
+}
+
+impl PassThroughSse {
+    pub fn new(upstream: Upstream, provider: &'static str, limits: SseLimits) -> Self {
+        let now = Instant::now();
+        PassThroughSse {
+            upstream,
+            provider,
+            saw_done: false,
+            finished: false,
+            tail: Vec::with_capacity(DONE_MARKER.len()),
+            idle: limits.idle,
+            last_chunk: now,
+            idle_timer: tokio::time::sleep_until(now + limits.idle),
+            deadline: tokio::time::sleep_until(limits.deadline),
+        }
+    }
+}
+
+fn contains_marker(tail: &[u8], chunk: &[u8]) -> bool {
+    if memchr::memmem::find(chunk, DONE_MARKER).is_some() {
+        return true;
+    }
+    if tail.is_empty() {
+        return false;
+    }
+    let head = &chunk[..chunk.len().min(DONE_MARKER.len())];
+    let mut joined = Vec::with_capacity(tail.len() + head.len());
+    joined.extend_from_slice(tail);
+    joined.extend_from_slice(head);
+    memchr::memmem::find(&joined, DONE_MARKER).is_some()
+}
+
+fn keep_tail(tail: &mut Vec<u8>, chunk: &[u8]) {
+    let keep = DONE_MARKER.len() - 1;
+    if chunk.len() >= keep {
+        tail.clear();
+        tail.extend_from_slice(&chunk[chunk.len() - keep..]);
+    } else {
+        tail.extend_from_slice(chunk);
+        let excess = tail.len().saturating_sub(keep);
+        tail.drain(..excess);
+    }
+}
+
+impl Stream for PassThroughSse {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut this = self.project();
+        if *this.finished {
+            return Poll::Ready(None);
+        }
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            *this.finished = true;
+            let err = ApiError::new(ErrorKind::GatewayTimeout, "the request exceeded the proxy's request timeout ([server].request_timeout_secs) while streaming")
+                .with_code("request_timeout");
+            return Poll::Ready(Some(Ok(err.to_sse_event())));
+        }
+        match this.upstream.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                *this.last_chunk = Instant::now();
+                if !*this.saw_done {
+                    *this.saw_done = contains_marker(this.tail, &chunk);
+                    keep_tail(this.tail, &chunk);
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                *this.finished = true;
+                if *this.saw_done {
+                    return Poll::Ready(None);
+                }
+                let err = ApiError::new(
+                    ErrorKind::BadGateway,
+                    format!(
+                        "upstream provider `{}` failed mid-stream: {}",
+                        this.provider,
+                        crate::upstream::error_chain(&e.without_url())
+                    ),
+                )
+                .with_code("upstream_stream_error");
+                Poll::Ready(Some(Ok(err.to_sse_event())))
+            }
+            Poll::Ready(None) => {
+                *this.finished = true;
+                if *this.saw_done {
+                    return Poll::Ready(None);
+                }
+                let err = ApiError::new(
+                    ErrorKind::BadGateway,
+                    format!(
+                        "upstream provider `{}` closed the stream before it finished (no [DONE])",
+                        this.provider
+                    ),
+                )
+                .with_code("upstream_stream_truncated");
+                Poll::Ready(Some(Ok(err.to_sse_event())))
+            }
+            Poll::Pending => {
+                // The idle timer is re-armed lazily: resetting it on every chunk
+                // would cost a timer-wheel update per chunk.
+                loop {
+                    if this.idle_timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    let due = *this.last_chunk + *this.idle;
+                    if due > Instant::now() {
+                        this.idle_timer.as_mut().reset(due);
+                        continue;
+                    }
+                    *this.finished = true;
+                    let err = ApiError::new(
+                        ErrorKind::GatewayTimeout,
+                        format!(
+                            "upstream provider `{}` sent nothing for {} s mid-stream (timeout_secs)",
+                            this.provider,
+                            this.idle.as_secs()
+                        ),
+                    )
+                    .with_code("upstream_timeout");
+                    return Poll::Ready(Some(Ok(err.to_sse_event())));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marker_split_across_chunks_is_found() {
+        let mut tail = Vec::new();
+        let a = b"data: {\"x\":1}\n\ndata: [DO";
+        assert!(!contains_marker(&tail, a));
+        keep_tail(&mut tail, a);
+        assert!(contains_marker(&tail, b"NE]\n\n"));
+    }
+
+    #[test]
+    fn tiny_chunks_accumulate_in_tail() {
+        let mut tail = Vec::new();
+        let mut found = false;
+        for b in b"data: [DONE]\n\n".chunks(1) {
+            found |= contains_marker(&tail, b);
+            keep_tail(&mut tail, b);
+        }
+        assert!(found);
+    }
+}

@@ -1,0 +1,231 @@
+//! The upstream call: pick a deployment, send, and retry retryable failures on the
+//! next deployment with jittered backoff. Nothing here has reached the client yet,
+//! so retrying is always safe at this point; once the response is handed back the
+//! caller owns it and never retries.
+
+use crate::router::{Deployment, Target};
+use bytes::Bytes;
+use liter_llm_protocol::{ApiError, ErrorKind};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The longest `Retry-After` we will sleep through on the client's behalf; a
+/// longer one is passed back to the client instead.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+const BASE_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+pub struct Upstream {
+    client: reqwest::Client,
+    max_retries: u32,
+}
+
+/// A response from the upstream (any status) and who produced it.
+pub struct UpstreamReply {
+    pub response: reqwest::Response,
+    pub deployment: Arc<Deployment>,
+    pub attempts: u32,
+}
+
+/// The request as the proxy will send it.
+pub struct OutgoingRequest<'a> {
+    /// Path appended to the deployment's base URL, e.g. `/chat/completions`.
+    pub endpoint_path: &'a str,
+    pub stream: bool,
+    pub request_id: &'a str,
+}
+
+fn retryable_status(status: reqwest::StatusCode) -> bool {
+    matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
+}
+
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    let v = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
+    v.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+fn backoff(attempt: u32) -> Duration {
+    let exp = BASE_BACKOFF
+        .saturating_mul(1u32 << attempt.min(5))
+        .min(MAX_BACKOFF);
+    // Full jitter keeps retries from many clients from arriving in lockstep.
+    exp.mul_f64(0.5 + fastrand::f64() * 0.5)
+}
+
+/// Scheme and host only: a base URL may carry credentials in its query.
+fn describe(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after_scheme..]
+        .find(['/', '?'])
+        .map_or(url.len(), |i| after_scheme + i);
+    &url[..end]
+}
+
+impl Upstream {
+    pub fn new(client: reqwest::Client, max_retries: u32) -> Upstream {
+        Upstream {
+            client,
+            max_retries,
+        }
+    }
+
+    /// Send `body_for(deployment)` to the target, retrying per `[general].max_retries`.
+    pub async fn send(
+        &self,
+        target: &Target<'_>,
+        req: &OutgoingRequest<'_>,
+        body_for: impl Fn(&Deployment) -> Bytes,
+    ) -> Result<UpstreamReply, ApiError> {
+        let start = target.start_index();
+        let mut attempt: u32 = 0;
+        loop {
+            let deployment = target.deployment(start, attempt as usize);
+            let outcome = self.send_once(deployment, req, body_for(deployment)).await;
+            let last = attempt >= self.max_retries;
+            match outcome {
+                Ok(response) => {
+                    let status = response.status();
+                    if !retryable_status(status) || last {
+                        return Ok(UpstreamReply {
+                            response,
+                            deployment: deployment.clone(),
+                            attempts: attempt + 1,
+                        });
+                    }
+                    let wait = match retry_after(&response) {
+                        Some(d) if d > MAX_RETRY_AFTER => {
+                            return Ok(UpstreamReply {
+                                response,
+                                deployment: deployment.clone(),
+                                attempts: attempt + 1,
+                            })
+                        }
+                        Some(d) => d,
+                        None => backoff(attempt),
+                    };
+                    tracing::warn!(
+                        deployment = %deployment.id, status = status.as_u16(), attempt,
+                        "retryable upstream status; retrying"
+                    );
+                    drop(response);
+                    tokio::time::sleep(wait).await;
+                }
+                Err(err) => {
+                    if last {
+                        return Err(err);
+                    }
+                    tracing::warn!(deployment = %deployment.id, attempt, error = %err.message, "upstream failed; retrying");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+            }
+            attempt += 1;
+        }
+    }
+
+    async fn send_once(
+        &self,
+        d: &Deployment,
+        req: &OutgoingRequest<'_>,
+        body: Bytes,
+    ) -> Result<reqwest::Response, ApiError> {
+        let url = if req.endpoint_path == "/chat/completions" {
+            d.chat_url.clone()
+        } else {
+            d.url(req.endpoint_path)
+        };
+        let mut builder = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("x-request-id", req.request_id)
+            .body(body);
+        if let Some((name, value)) = &d.auth {
+            builder = builder.header(name.clone(), value.clone());
+        }
+        // A stream may legitimately run far longer than the per-request timeout,
+        // so for streams the timeout bounds only the wait for response headers and
+        // the stream itself enforces it as an idle limit between chunks.
+        let sent = if req.stream {
+            match tokio::time::timeout(d.timeout, builder.send()).await {
+                Ok(r) => r,
+                Err(_) => return Err(timeout_error(d)),
+            }
+        } else {
+            builder.timeout(d.timeout).send().await
+        };
+        sent.map_err(|e| {
+            if e.is_timeout() {
+                timeout_error(d)
+            } else {
+                let e = e.without_url();
+                ApiError::new(
+                    ErrorKind::BadGateway,
+                    format!(
+                        "could not reach upstream provider `{}` at {}: {}",
+                        d.provider.name,
+                        describe(&d.base_url),
+                        error_chain(&e)
+                    ),
+                )
+                .with_code("upstream_unreachable")
+            }
+        })
+    }
+}
+
+pub fn timeout_error(d: &Deployment) -> ApiError {
+    ApiError::new(
+        ErrorKind::GatewayTimeout,
+        format!(
+            "upstream provider `{}` did not answer within {} s (timeout_secs)",
+            d.provider.name,
+            d.timeout.as_secs()
+        ),
+    )
+    .with_code("upstream_timeout")
+}
+
+/// reqwest's top-level message is often just "error sending request"; the cause
+/// (connection refused, DNS failure) is what an operator needs.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !out.contains(&s_text) {
+            out.push_str(": ");
+            out.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_keeps_only_scheme_and_host() {
+        assert_eq!(
+            describe("https://api.example.com/v1?key=secret"),
+            "https://api.example.com"
+        );
+        assert_eq!(describe("http://127.0.0.1:9/v1"), "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn backoff_is_bounded() {
+        for a in 0..20 {
+            assert!(backoff(a) <= MAX_BACKOFF);
+        }
+    }
+}

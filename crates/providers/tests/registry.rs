@@ -1,0 +1,48 @@
+//! The built-in registry against its generated documentation.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use liter_llm_providers::registry::{Adapter, Registry};
+
+fn docs() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/providers.md");
+    std::fs::read_to_string(path).expect("docs/providers.md exists (run tools/gen_registry.py)")
+}
+
+#[test]
+fn docs_table_lists_every_provider_with_its_adapter_and_status() {
+    let docs = docs();
+    let registry = Registry::builtin().unwrap();
+    for p in registry.iter() {
+        let row_start = format!("| `{}` |", p.name);
+        let row = docs
+            .lines()
+            .find(|l| l.starts_with(&row_start))
+            .unwrap_or_else(|| {
+                panic!(
+                    "docs/providers.md has no row for `{}`; regenerate it",
+                    p.name
+                )
+            });
+        assert!(
+            row.contains(&format!("| `{}` |", p.adapter.as_str())),
+            "adapter of `{}`",
+            p.name
+        );
+        let status = match p.adapter {
+            Adapter::Openai => "routable (OpenAI-compatible)",
+            Adapter::Unsupported => "unsupported: ",
+            _ => "native adapter pending",
+        };
+        assert!(row.contains(status), "status of `{}`", p.name);
+    }
+    let rows = docs.lines().filter(|l| l.starts_with("| `")).count();
+    assert_eq!(rows, registry.len(), "docs table has stale rows");
+}
+
+#[test]
+fn builtin_registry_is_shared_and_complete() {
+    let r = Registry::builtin().unwrap();
+    assert_eq!(r.len(), 143);
+    assert_eq!(r.iter().count(), 143);
+    assert!(r.get("groq").unwrap().offers("chat"));
+}

@@ -1,0 +1,119 @@
+//! The route table and the HTTP layers around it.
+//!
+//! Layer order, outermost first, and why:
+//! 1. sensitive headers: marks credentials before anything can log them;
+//! 2. request id: set (or keep the incoming one) before the trace span opens;
+//! 3. trace: one span per request, headers shown redacted;
+//! 4. request-id propagation: copies the id onto every response, errors included;
+//! 5. CORS: answers preflights before auth, as browsers require;
+//! 6. compression: skips `text/event-stream`, so stream chunks are never held;
+//! 7. panic catch: innermost, so a panic becomes a 500 that still gets the
+//!    request id and CORS headers on its way out.
+//!
+//! Auth is an extractor on each `/v1/*` handler rather than a layer, so the
+//! public routes need no exemption list.
+
+use crate::error::error_response;
+use crate::routes::{chat, health, models, unimplemented};
+use crate::state::AppState;
+use axum::routing::{get, post};
+use http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION};
+use http::{HeaderName, HeaderValue};
+use liter_llm_protocol::{ApiError, ErrorKind};
+use std::sync::Arc;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::{DefaultMakeSpan, TraceLayer};
+
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Every spec route. The ones later work implements answer 501 for now.
+pub fn routes(state: Arc<AppState>) -> axum::Router {
+    let todo = unimplemented::not_implemented;
+    axum::Router::new()
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/models", get(models::list_models))
+        .route("/v1/models/{*model}", get(models::retrieve_model))
+        .route("/v1/embeddings", post(todo))
+        .route("/v1/images/generations", post(todo))
+        .route("/v1/audio/speech", post(todo))
+        .route("/v1/audio/transcriptions", post(todo))
+        .route("/v1/moderations", post(todo))
+        .route("/v1/rerank", post(todo))
+        .route("/v1/search", post(todo))
+        .route("/v1/ocr", post(todo))
+        .route("/v1/completions", post(todo))
+        .route("/v1/files", post(todo).get(todo))
+        .route("/v1/files/{file_id}", get(todo).delete(todo))
+        .route("/v1/files/{file_id}/content", get(todo))
+        .route("/v1/batches", post(todo).get(todo))
+        .route("/v1/batches/{batch_id}", get(todo))
+        .route("/v1/batches/{batch_id}/cancel", post(todo))
+        .route("/v1/responses", post(todo))
+        .route("/v1/responses/{response_id}", get(todo))
+        .route("/v1/responses/{response_id}/cancel", post(todo))
+        .route("/health", get(health::health))
+        .route("/health/liveness", get(health::liveness))
+        .route("/health/readiness", get(health::readiness))
+        .route("/openapi.json", get(health::openapi))
+        .fallback(unimplemented::not_found)
+        .method_not_allowed_fallback(unimplemented::method_not_allowed)
+        .with_state(state)
+}
+
+fn cors(origins: &[String]) -> Result<CorsLayer, String> {
+    let base = CorsLayer::new()
+        .allow_methods(Any)
+        .allow_headers(Any)
+        .expose_headers(Any)
+        .max_age(std::time::Duration::from_secs(600));
+    if origins.iter().any(|o| o == "*") {
+        return Ok(base.allow_origin(Any));
+    }
+    let list = origins
+        .iter()
+        .map(|o| {
+            HeaderValue::from_str(o.trim_end_matches('/'))
+                .map_err(|_| format!("`server.cors_origins` entry `{o}` is not a valid origin"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(base.allow_origin(AllowOrigin::list(list)))
+}
+
+/// Wrap any router in the proxy's HTTP layers. Public so tests can put the same
+/// layers around a handler that panics.
+pub fn with_http_layers(
+    router: axum::Router,
+    cors_origins: &[String],
+) -> Result<axum::Router, String> {
+    let sensitive: Arc<[HeaderName]> = Arc::new([
+        AUTHORIZATION,
+        PROXY_AUTHORIZATION,
+        COOKIE,
+        HeaderName::from_static("x-api-key"),
+        HeaderName::from_static("api-key"),
+    ]);
+    let panic_handler = |_: Box<dyn std::any::Any + Send + 'static>| {
+        error_response(&ApiError::new(
+            ErrorKind::Internal,
+            "internal error: the request handler panicked; the proxy is still serving",
+        ))
+    };
+    Ok(router
+        .layer(CatchPanicLayer::custom(panic_handler))
+        .layer(CompressionLayer::new())
+        .layer(cors(cors_origins)?)
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(DefaultMakeSpan::new().include_headers(true)),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::from_shared(sensitive)))
+}
+
+pub fn build_app(state: Arc<AppState>, cors_origins: &[String]) -> Result<axum::Router, String> {
+    with_http_layers(routes(state), cors_origins)
+}

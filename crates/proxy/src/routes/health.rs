@@ -1,0 +1,62 @@
+//! Public health endpoints and the OpenAPI document.
+
+use crate::state::AppState;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http::header::CONTENT_TYPE;
+use http::StatusCode;
+use serde_json::json;
+use std::sync::Arc;
+
+static OPENAPI: &str = include_str!("../../openapi.json");
+
+fn status_word(state: &AppState) -> &'static str {
+    if state.is_draining() {
+        "draining"
+    } else if state.is_ready() {
+        "ok"
+    } else {
+        "starting"
+    }
+}
+
+pub async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let models: Vec<_> = state
+        .router
+        .groups()
+        .map(|g| {
+            json!({
+                "name": g.name,
+                "deployments": g.deployments.iter().map(|d| json!({
+                    "id": d.id,
+                    "provider": d.provider.name,
+                    "model": d.upstream_model,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(json!({
+        "status": status_word(&state),
+        "version": env!("CARGO_PKG_VERSION"),
+        "models": models,
+        "aliases": state.router.alias_patterns().collect::<Vec<_>>(),
+    }))
+}
+
+pub async fn liveness() -> Json<serde_json::Value> {
+    Json(json!({ "status": "alive" }))
+}
+
+pub async fn readiness(State(state): State<Arc<AppState>>) -> Response {
+    let code = if state.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(json!({ "status": status_word(&state) }))).into_response()
+}
+
+pub async fn openapi() -> Response {
+    ([(CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}

@@ -1,0 +1,4 @@
+pub mod chat;
+pub mod health;
+pub mod models;
+pub mod unimplemented;

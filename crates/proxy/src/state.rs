@@ -1,0 +1,73 @@
+//! Shared state, built once at startup and read by every request.
+
+use crate::auth::KeyStore;
+use liter_llm_config::Config;
+use liter_llm_gateway::{Router, Upstream};
+use liter_llm_providers::client::{build_client, ClientOptions};
+use liter_llm_providers::registry::Registry;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub struct AppState {
+    pub router: Router,
+    pub upstream: Upstream,
+    pub keys: KeyStore,
+    pub body_limit: usize,
+    pub request_timeout: Duration,
+    pub started_unix: u64,
+    ready: AtomicBool,
+    draining: AtomicBool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot build the upstream HTTP client: {0}")]
+    Client(String),
+}
+
+impl AppState {
+    /// Build everything a request needs. Every config problem that can be found
+    /// before serving is found here, so `config check` and `api` agree.
+    pub fn build(
+        config: &Config,
+        env: liter_llm_config::EnvLookup,
+    ) -> Result<AppState, BuildError> {
+        let registry = Registry::builtin()
+            .map_err(|e| BuildError::Config(format!("provider registry: {e}")))?;
+        let router =
+            Router::from_config(config, registry, env).map_err(|e| BuildError::Config(e.0))?;
+        let keys = KeyStore::from_config(config, &router).map_err(BuildError::Config)?;
+        let client = build_client(&ClientOptions::default())
+            .map_err(|e| BuildError::Client(e.to_string()))?;
+        Ok(AppState {
+            router,
+            upstream: Upstream::new(client, config.general.max_retries),
+            keys,
+            body_limit: usize::try_from(config.server.body_limit_bytes).unwrap_or(usize::MAX),
+            request_timeout: Duration::from_secs(config.server.request_timeout_secs),
+            started_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    pub fn mark_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst) && !self.draining.load(Ordering::SeqCst)
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,962 @@
+#!/usr/bin/env python3
+"""Generate the provider registry data and its documentation.
+
+Inputs:
+  * /work/shared/reference/providers.json (or --reference PATH): the reference
+    liter-llm project's `schemas/providers.json` (MIT), itself generated from
+    LiteLLM data. It is known to contain mistakes.
+  * OVERRIDES below: hand-checked corrections, each with the reason in `notes`.
+
+Outputs (committed to the repository):
+  * crates/providers/data/providers.toml  (read by crates/providers/src/registry.rs)
+  * docs/providers.md
+
+Usage:
+  python3 tools/gen_registry.py            # regenerate both files
+  python3 tools/gen_registry.py --check    # exit 1 if the committed files are stale
+  python3 tools/gen_registry.py --changes  # list every field that differs from the reference
+
+Only the standard library is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_REFERENCE = Path("/work/shared/reference/providers.json")
+TOML_OUT = ROOT / "crates/providers/data/providers.toml"
+DOC_OUT = ROOT / "docs/providers.md"
+
+AUTH_STYLES = {"bearer", "x_api_key", "api_key", "x_goog_api_key", "sigv4", "oauth", "none"}
+ADAPTERS = {
+    "openai", "anthropic", "gemini", "vertex_ai", "bedrock", "azure_openai", "azure_ai", "cohere",
+    "mistral", "watsonx", "databricks", "cloudflare", "sagemaker", "oci", "snowflake", "ollama",
+    "unsupported",
+}
+# Normalised endpoint names, in display order. Must match ENDPOINTS in registry.rs.
+ENDPOINTS = [
+    "chat", "completions", "embeddings", "images", "audio_speech", "audio_transcriptions",
+    "moderations", "rerank", "search", "ocr", "files", "batches", "responses",
+]
+# Reference endpoint names -> normalised names. "audio" is ambiguous in the reference
+# (speech and/or transcription); entries where only one applies override it.
+ENDPOINT_MAP = {
+    "chat": ["chat"],
+    "completion": ["completions"],
+    "embedding": ["embeddings"],
+    "image": ["images"],
+    "audio": ["audio_speech", "audio_transcriptions"],
+    "moderation": ["moderations"],
+    "rerank": ["rerank"],
+    "search": ["search"],
+    "ocr": ["ocr"],
+    "files": ["files"],
+    "batch": ["batches"],
+}
+# Reference model_prefixes that are LiteLLM pricing keys rather than model-id prefixes
+# (image size/quality tiers, per-parameter-count pricing buckets). They are dropped
+# everywhere; provider-named prefixes ("groq/...") are dropped too, because
+# `Registry::resolve` matches provider names before it looks at model prefixes.
+JUNK_PREFIXES = {
+    "1024-", "1024-x-1024/", "1024-x-1536/", "1536-", "1536-x-1024/", "512-", "512-x-512/",
+    "max-", "max-x-max/", "hd/", "hd/1024-", "high/", "high/1024-", "high/1536-", "low/",
+    "low/1024-", "low/1536-", "medium/", "medium/1024-", "medium/1536-", "standard/",
+    "standard/1024-", "standard/1536-", "fireworks-", "together-",
+}
+
+UNVERIFIED = "From the reference data; not independently checked."
+SELF_HOSTED_KEY = "A key is optional: it is sent as a Bearer token only when `api_key` is configured."
+SEARCH_ONLY = "A web search API, not an LLM endpoint; this build has no search adapter."
+ALL_OPENAI_ENDPOINTS = list(ENDPOINTS)
+ALL_OPENAI_ENDPOINTS.remove("search")
+ALL_OPENAI_ENDPOINTS.remove("ocr")
+
+# Hand-checked corrections. Keys are provider names; values replace the fields derived
+# from the reference. `None` removes a field. Every entry in the reference's
+# `complex_providers` list must appear here with an explicit `adapter`.
+OVERRIDES: dict[str, dict] = {
+    # ---------------------------------------------------------------- major APIs
+    "openai": {
+        "endpoints": ["chat", "completions", "embeddings", "images", "audio_speech",
+                      "audio_transcriptions", "moderations", "files", "batches", "responses"],
+        "model_prefixes": ["gpt-", "chatgpt-", "ft:", "o1", "o3", "o4", "dall-e-", "tts-", "whisper-",
+                           "text-embedding-", "text-moderation-", "omni-moderation-", "sora-",
+                           "davinci-", "babbage-"],
+        "notes": "Checked against OpenAI's API reference: base https://api.openai.com/v1, "
+                 "`Authorization: Bearer`. Reference model prefixes that were image size/quality "
+                 "pricing keys (`1024-`, `hd/`, ...) were dropped.",
+    },
+    "text-completion-openai": {
+        "endpoints": ["completions"],
+        "model_prefixes": [],
+        "notes": "OpenAI's legacy Completions API (`/v1/completions`) on the same base URL and key as "
+                 "`openai`. The reference's `gpt-` prefix duplicated `openai`'s and was dropped.",
+    },
+    "anthropic": {
+        "adapter": "anthropic",
+        "auth": "x_api_key",
+        "endpoints": ["chat", "batches"],
+        "notes": "Checked against Anthropic's API docs: `x-api-key` header plus a required "
+                 "`anthropic-version` header (e.g. 2023-06-01); the Messages API (`/v1/messages`) is "
+                 "not OpenAI-shaped, so it needs the native adapter. The reference wrongly listed "
+                 "bearer auth.",
+    },
+    "anthropic_text": {
+        "adapter": "anthropic",
+        "auth": "x_api_key",
+        "endpoints": ["completions"],
+        "notes": "Anthropic's legacy Text Completions API (`/v1/complete`), `x-api-key` + "
+                 "`anthropic-version` headers; only Claude 2-era models used it. The reference "
+                 "wrongly listed bearer auth.",
+    },
+    "gemini": {
+        "endpoints": ["chat", "embeddings"],
+        "notes": "Checked against Google's Gemini API docs. Routed through Google's documented "
+                 "OpenAI-compatibility layer (`{base_url}/chat/completions`, `Authorization: Bearer "
+                 "<GEMINI_API_KEY>`). The native API at https://generativelanguage.googleapis.com/v1beta "
+                 "(`models/{model}:generateContent`, `x-goog-api-key` header) would need the `gemini` "
+                 "adapter; features only in the native API are not reachable here.",
+    },
+    "vertex_ai": {
+        "adapter": "vertex_ai",
+        "auth": "oauth",
+        "base_url": "https://{location}-aiplatform.googleapis.com/v1/projects/{project}/locations/{location}",
+        "notes": "Checked against Google Cloud docs: calls need a short-lived OAuth2 access token "
+                 "(service account or application default credentials, scope cloud-platform); "
+                 "prediction endpoints reject API keys. Vertex also has an OpenAI-compatible "
+                 "`.../endpoints/openapi/chat/completions`, but it still needs OAuth tokens, so this "
+                 "needs the native adapter.",
+    },
+    "vertex_ai/agent_engine": {
+        "adapter": "unsupported",
+        "notes": "Vertex AI Agent Engine runs deployed agents (sessions and queries), not an "
+                 "OpenAI-style model endpoint.",
+    },
+    "azure": {
+        "adapter": "azure_openai",
+        "auth": "api_key",
+        "base_url": "https://{resource}.openai.azure.com/openai",
+        "env_var": "AZURE_OPENAI_API_KEY",
+        "endpoints": ["chat", "completions", "embeddings", "images", "audio_speech",
+                      "audio_transcriptions", "files", "batches", "responses"],
+        "notes": "Checked against Azure OpenAI docs: `api-key` header (or a Microsoft Entra ID "
+                 "bearer token), deployment URLs `{base_url}/deployments/{deployment}/chat/completions"
+                 "?api-version=...`; the model id is the deployment name. Azure's newer v1 API "
+                 "(`https://{resource}.openai.azure.com/openai/v1`) is not wired here. The reference "
+                 "listed `moderation`, which Azure OpenAI does not offer as an endpoint.",
+    },
+    "azure_text": {
+        "adapter": "azure_openai",
+        "auth": "api_key",
+        "base_url": "https://{resource}.openai.azure.com/openai",
+        "env_var": "AZURE_OPENAI_API_KEY",
+        "endpoints": ["completions"],
+        "notes": "Azure OpenAI legacy Completions on a deployment "
+                 "(`{base_url}/deployments/{deployment}/completions?api-version=...`), `api-key` header.",
+    },
+    "azure_ai": {
+        "adapter": "azure_ai",
+        "auth": "api_key",
+        "base_url": "https://{resource}.services.ai.azure.com/models",
+        "env_var": "AZURE_AI_API_KEY",
+        "endpoints": ["chat", "embeddings"],
+        "notes": "Checked against Azure AI Foundry docs: the model inference endpoint "
+                 "`https://{resource}.services.ai.azure.com/models` takes an `api-key` header (or "
+                 "Entra ID bearer) and an `api-version` query parameter, and routes by deployment "
+                 "name. Reference endpoints beyond chat and embeddings belong to other Azure services "
+                 "and were dropped.",
+    },
+    "azure_ai/agents": {
+        "adapter": "unsupported",
+        "notes": "Azure AI Foundry Agent Service (threads and runs), not a model endpoint.",
+    },
+    "azure_ai/doc-intelligence": {
+        "adapter": "unsupported",
+        "notes": "Azure AI Document Intelligence is a document-analysis (OCR) service with its own "
+                 "asynchronous analyze API; no adapter in this build.",
+    },
+    "bedrock": {
+        "adapter": "bedrock",
+        "auth": "sigv4",
+        "base_url": "https://bedrock-runtime.{region}.amazonaws.com",
+        "notes": "Checked against AWS docs: Bedrock Runtime (Converse / InvokeModel, model id in the "
+                 "URL path) signed with AWS SigV4 (service `bedrock`) from AWS_ACCESS_KEY_ID, "
+                 "AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and AWS_REGION; Bedrock API keys "
+                 "(`Authorization: Bearer`, AWS_BEARER_TOKEN_BEDROCK) are an alternative. Needs the "
+                 "native adapter. Image-size pricing keys were dropped from the model prefixes.",
+    },
+    "sagemaker": {
+        "adapter": "sagemaker",
+        "auth": "sigv4",
+        "base_url": "https://runtime.sagemaker.{region}.amazonaws.com",
+        "notes": "Checked against AWS docs: InvokeEndpoint (`/endpoints/{name}/invocations`) signed "
+                 "with AWS SigV4; the payload shape depends on the serving container. Needs the "
+                 "native adapter.",
+    },
+    "sagemaker_chat": {
+        "adapter": "sagemaker",
+        "auth": "sigv4",
+        "base_url": "https://runtime.sagemaker.{region}.amazonaws.com",
+        "notes": "SageMaker endpoints whose container speaks a chat-completions schema; the call is "
+                 "still a SigV4-signed InvokeEndpoint, so it needs the native adapter.",
+    },
+    "aws_polly": {
+        "adapter": "unsupported",
+        "auth": "sigv4",
+        "base_url": "https://polly.{region}.amazonaws.com",
+        "endpoints": ["audio_speech"],
+        "notes": "Amazon Polly is a text-to-speech service with its own SigV4-signed API "
+                 "(SynthesizeSpeech); no adapter in this build.",
+    },
+    "watsonx": {
+        "adapter": "watsonx",
+        "auth": "oauth",
+        "base_url": "https://{region}.ml.cloud.ibm.com",
+        "env_var": "WATSONX_APIKEY",
+        "endpoints": ["chat", "embeddings"],
+        "notes": "Checked against IBM docs: exchange the IBM Cloud API key at "
+                 "https://iam.cloud.ibm.com/identity/token for a short-lived IAM bearer token; chat is "
+                 "`/ml/v1/text/chat?version=YYYY-MM-DD` with `project_id` or `space_id` in the body. "
+                 "Not OpenAI-shaped, so it needs the native adapter. WATSONX_APIKEY (this project's "
+                 "name) holds the IBM Cloud API key. The reference's `audio` endpoint is a separate "
+                 "IBM service and was dropped.",
+    },
+    "watsonx_text": {
+        "adapter": "watsonx",
+        "auth": "oauth",
+        "base_url": "https://{region}.ml.cloud.ibm.com",
+        "env_var": "WATSONX_APIKEY",
+        "endpoints": ["completions"],
+        "notes": "watsonx.ai text generation (`/ml/v1/text/generation?version=...`) with an IAM token "
+                 "exchanged from the IBM Cloud API key; needs the native adapter.",
+    },
+    "cohere": {
+        "base_url": "https://api.cohere.ai/compatibility/v1",
+        "endpoints": ["chat", "embeddings"],
+        "model_prefixes": ["command-", "embed-", "rerank-"],
+        "notes": "Checked against Cohere's docs: routed through Cohere's documented OpenAI "
+                 "Compatibility API (`https://api.cohere.ai/compatibility/v1`: chat completions and "
+                 "embeddings, Bearer key). The reference pointed at the native v1 API, which is not "
+                 "OpenAI-shaped. Rerank exists only in the native API (`/v2/rerank`) and is not "
+                 "routed. The `command-` prefix moved here from `cohere_chat` so un-prefixed Command "
+                 "models resolve to a routable provider. Cohere's SDKs read CO_API_KEY; this project "
+                 "keeps COHERE_API_KEY.",
+    },
+    "cohere_chat": {
+        "adapter": "cohere",
+        "base_url": "https://api.cohere.com/v2",
+        "model_prefixes": [],
+        "notes": "Checked against Cohere's docs: the native v2 Chat API (`POST /v2/chat`, Bearer key) "
+                 "has its own request, response and streaming-event shapes, so it needs the native "
+                 "adapter. For OpenAI-compatible access use the `cohere` provider.",
+    },
+    "mistral": {
+        "endpoints": ["chat", "embeddings", "ocr", "audio_transcriptions"],
+        "model_prefixes": ["mistral-", "codestral-", "devstral-", "magistral-", "ministral-",
+                           "pixtral-", "open-mistral-", "open-mixtral-", "open-codestral-"],
+        "notes": "Checked: Mistral's API is OpenAI-compatible for chat and embeddings at "
+                 "https://api.mistral.ai/v1 with `Authorization: Bearer`. OCR (`/v1/ocr`) and "
+                 "transcription requests use Mistral's own shapes and are forwarded as-is. Model "
+                 "prefixes for Mistral's own model families were added.",
+    },
+    "codestral": {
+        "notes": "Mistral's Codestral endpoint (its own key). Chat at `/v1/chat/completions`; "
+                 "fill-in-the-middle (`/v1/fim/completions`) is Mistral-specific and not routed "
+                 "here (see `text-completion-codestral`).",
+    },
+    "text-completion-codestral": {
+        "adapter": "mistral",
+        "endpoints": ["completions"],
+        "model_prefixes": [],
+        "notes": "Codestral fill-in-the-middle (`POST /v1/fim/completions`, prompt + suffix) is not "
+                 "OpenAI's `/completions` shape, so this needs the native `mistral` adapter. The "
+                 "reference's bare `text-` model prefix was dropped: it would capture OpenAI's "
+                 "`text-embedding-*` models.",
+    },
+    "groq": {
+        "endpoints": ["chat", "audio_transcriptions", "responses"],
+        "notes": "Checked against Groq's OpenAI-compatibility docs: base "
+                 "https://api.groq.com/openai/v1, Bearer key; a few OpenAI fields (logprobs, "
+                 "logit_bias, top_logprobs, messages[].name, n > 1) are rejected with 400.",
+    },
+    "deepseek": {
+        "base_url": "https://api.deepseek.com",
+        "notes": "Checked against DeepSeek's API docs: base https://api.deepseek.com "
+                 "(https://api.deepseek.com/v1 also accepted), Bearer key. The reference used "
+                 "https://api.deepseek.com/beta, which DeepSeek documents only for beta features "
+                 "(FIM, chat prefix completion).",
+    },
+    "together_ai": {
+        "base_url": "https://api.together.ai/v1",
+        "endpoints": ["chat", "completions", "embeddings", "images", "audio_speech",
+                      "audio_transcriptions"],
+        "notes": "Checked against Together's OpenAI-compatibility docs: base "
+                 "https://api.together.ai/v1 (the reference's api.together.xyz is the older host "
+                 "name), Bearer key; model ids are `org/model`. Together's docs name the key "
+                 "TOGETHER_API_KEY; this project keeps TOGETHER_AI_API_KEY.",
+    },
+    "fireworks_ai": {
+        "endpoints": ["chat", "completions", "embeddings", "rerank"],
+        "model_prefixes": ["accounts/fireworks/"],
+        "notes": "Checked: OpenAI-compatible at https://api.fireworks.ai/inference/v1 with a Bearer "
+                 "key. Model ids are `accounts/fireworks/models/...`, which is now the inference "
+                 "prefix. Fireworks' docs name the key FIREWORKS_API_KEY; this project keeps "
+                 "FIREWORKS_AI_API_KEY.",
+    },
+    "openrouter": {
+        "endpoints": ["chat", "completions", "embeddings"],
+        "notes": "Checked: `https://openrouter.ai/api/v1/chat/completions` with `Authorization: "
+                 "Bearer`; the optional `HTTP-Referer` / `X-Title` attribution headers are not sent.",
+    },
+    "xai": {
+        "endpoints": ["chat", "images", "responses"],
+        "model_prefixes": ["grok-"],
+        "notes": "Checked against xAI's docs: OpenAI-compatible at https://api.x.ai/v1, Bearer key.",
+    },
+    "perplexity": {
+        "model_prefixes": ["sonar"],
+        "notes": "Checked against Perplexity's docs: OpenAI-compatible chat at "
+                 "https://api.perplexity.ai/chat/completions (an alias of the canonical `/v1/sonar`), "
+                 "Bearer key. Perplexity's docs name the key PERPLEXITY_API_KEY; this project keeps "
+                 "PERPLEXITYAI_API_KEY.",
+    },
+    "cerebras": {
+        "notes": "Checked against Cerebras' docs: OpenAI-compatible at https://api.cerebras.ai/v1 "
+                 "with a Bearer key.",
+    },
+    "deepinfra": {
+        "endpoints": ["chat", "completions", "embeddings"],
+        "notes": "Checked against DeepInfra's docs: the OpenAI-compatible API is under "
+                 "https://api.deepinfra.com/v1/openai (not /v1), Bearer key. Rerank is not part of "
+                 "that API and was dropped from the endpoints.",
+    },
+    "huggingface": {
+        "base_url": "https://router.huggingface.co/v1",
+        "endpoints": ["chat"],
+        "notes": "Checked: Hugging Face Inference Providers expose an OpenAI-compatible chat API at "
+                 "https://router.huggingface.co/v1 with an HF token as Bearer. The reference's "
+                 "api-inference.huggingface.co is the retired serverless endpoint; embeddings and "
+                 "rerank are not on the OpenAI-compatible router. Hugging Face's docs name the token "
+                 "HF_TOKEN; this project keeps HUGGINGFACE_API_KEY.",
+    },
+    "github": {
+        "base_url": "https://models.github.ai/inference",
+        "notes": "Checked against GitHub's docs: GitHub Models inference at "
+                 "`https://models.github.ai/inference/chat/completions` with a personal access token "
+                 "(models scope) as Bearer; model ids are `publisher/model`, e.g. `openai/gpt-4.1`. "
+                 "The reference's https://models.inference.ai.azure.com is the older endpoint.",
+    },
+    "gradient_ai": {
+        "base_url": "https://inference.do-ai.run/v1",
+        "endpoints": ["chat", "embeddings"],
+        "notes": "Checked against DigitalOcean's docs: serverless inference is OpenAI-compatible at "
+                 "https://inference.do-ai.run/v1 with a model access key as Bearer. The reference's "
+                 "base URL lacked `/v1`.",
+    },
+    "aiml": {
+        "base_url": "https://api.aimlapi.com/v1",
+        "notes": "Checked: AI/ML API's OpenAI-compatible base is https://api.aimlapi.com/v1 (the "
+                 "reference lacked `/v1`), Bearer key.",
+    },
+    "helicone": {
+        "base_url": "https://ai-gateway.helicone.ai/v1",
+        "notes": "Helicone's AI Gateway is OpenAI-compatible; its integrations document "
+                 "https://ai-gateway.helicone.ai/v1 as the base with the Helicone key as Bearer.",
+    },
+    "sarvam": {
+        "notes": "Checked against Sarvam's docs: chat at https://api.sarvam.ai/v1/chat/completions "
+                 "accepts the key as `Authorization: Bearer` (its SDKs use an "
+                 "`api-subscription-key` header instead).",
+    },
+    "docker_model_runner": {
+        "base_url": "http://localhost:12434/engines/v1",
+        "notes": "Checked against Docker's docs: the host-side TCP port defaults to 12434 (`docker "
+                 "desktop enable model-runner --tcp 12434`) and the OpenAI-compatible API is under "
+                 "`/engines/v1` (or `/engines/llama.cpp/v1`). The reference's "
+                 "http://localhost:22088/engines/llama.cpp used another port and lacked `/v1`.",
+    },
+    # ------------------------------------------------ local / self-hosted servers
+    "ollama": {
+        "base_url": "http://localhost:11434/v1",
+        "endpoints": ["chat", "completions", "embeddings"],
+        "notes": "Checked against Ollama's docs: OpenAI-compatible API at http://localhost:11434/v1 "
+                 "(no key needed locally). The reference gave the server root, where "
+                 "`/chat/completions` does not exist; the native API (`/api/chat`, `/api/generate`) "
+                 "would need the `ollama` adapter.",
+    },
+    "vllm": {
+        "auth": "bearer",
+        "endpoints": ["chat", "completions", "embeddings", "rerank", "audio_transcriptions"],
+        "notes": "Checked against vLLM's docs: `vllm serve` runs an OpenAI-compatible server, by "
+                 "default at http://localhost:8000/v1; set `base_url` for any other host. "
+                 + SELF_HOSTED_KEY + " (the server's `--api-key`).",
+    },
+    "hosted_vllm": {
+        "adapter": "openai",
+        "auth": "bearer",
+        "requires_base_url": True,
+        "env_var": "HOSTED_VLLM_API_KEY",
+        "endpoints": ["chat", "completions", "embeddings", "rerank", "audio_transcriptions"],
+        "notes": "Checked against vLLM's docs: a vLLM OpenAI-compatible server wherever it runs; set "
+                 "`base_url` (e.g. http://host:8000/v1). A key is only needed if the server was "
+                 "started with `--api-key` (sent as Bearer). The reference listed batch and files "
+                 "endpoints, which vLLM's server does not serve.",
+    },
+    "lmstudio": {
+        "auth": "bearer",
+        "endpoints": ["chat", "completions", "embeddings", "responses"],
+        "notes": "Checked against LM Studio's docs: OpenAI-compatible endpoints at "
+                 "http://localhost:1234/v1 (models, responses, chat completions, completions, "
+                 "embeddings). " + SELF_HOSTED_KEY + " (LM Studio's \"Require Authentication\").",
+    },
+    "llamacpp": {
+        "auth": "bearer",
+        "notes": "llama.cpp's `llama-server` (OpenAI-compatible, default port 8080). " + SELF_HOSTED_KEY,
+    },
+    "localai": {
+        "auth": "bearer",
+        "notes": "LocalAI's OpenAI-compatible server. " + SELF_HOSTED_KEY,
+    },
+    "oobabooga": {
+        "auth": "bearer",
+        "endpoints": ["chat", "completions"],
+        "notes": "text-generation-webui's OpenAI-compatible API extension (default port 5000). "
+                 + SELF_HOSTED_KEY + " The reference's audio, batch and moderation endpoints are not "
+                 "part of that API.",
+    },
+    "xinference": {
+        "auth": "bearer",
+        "endpoints": ["chat", "completions", "embeddings", "rerank"],
+        "notes": "Xorbits Inference serves chat, completion, embedding and rerank models through an "
+                 "OpenAI-compatible API (default http://localhost:9997/v1). " + SELF_HOSTED_KEY,
+    },
+    "infinity": {
+        "adapter": "openai",
+        "auth": "bearer",
+        "requires_base_url": True,
+        "endpoints": ["embeddings", "rerank"],
+        "notes": "A self-hosted Infinity embedding/rerank server with an OpenAI-compatible "
+                 "`/embeddings` route; set `base_url` (e.g. http://localhost:7997). " + SELF_HOSTED_KEY,
+    },
+    "litellm_proxy": {
+        "adapter": "openai",
+        "auth": "bearer",
+        "requires_base_url": True,
+        "env_var": "LITELLM_PROXY_API_KEY",
+        "notes": "A LiteLLM proxy is itself an OpenAI-compatible server; set `base_url` to it.",
+    },
+    "custom_openai": {
+        "adapter": "openai",
+        "auth": "bearer",
+        "requires_base_url": True,
+        "endpoints": ALL_OPENAI_ENDPOINTS,
+        "notes": "Any OpenAI-compatible server; set `base_url` (and `api_key` if it needs one). "
+                 "Which endpoints work depends on the server.",
+    },
+    "openai_like": {
+        "adapter": "openai",
+        "auth": "bearer",
+        "requires_base_url": True,
+        "endpoints": ALL_OPENAI_ENDPOINTS,
+        "notes": "Any OpenAI-compatible server; set `base_url` (and `api_key` if it needs one). "
+                 "Which endpoints work depends on the server.",
+    },
+    # -------------------------- complex providers that are OpenAI-compatible after all
+    "cloudflare": {
+        "adapter": "openai",
+        "auth": "bearer",
+        "base_url": "https://api.cloudflare.com/client/v4/accounts/{account_id}/ai/v1",
+        "env_var": "CLOUDFLARE_API_KEY",
+        "requires_base_url": True,
+        "endpoints": ["chat", "embeddings", "responses"],
+        "model_prefixes": ["@cf/", "@hf/"],
+        "notes": "Checked against Cloudflare's docs: Workers AI has OpenAI-compatible endpoints at "
+                 "`https://api.cloudflare.com/client/v4/accounts/{account_id}/ai/v1` (chat "
+                 "completions, embeddings, responses) with an API token as Bearer. The account id is "
+                 "part of the URL, so set `base_url`. Model ids look like "
+                 "`@cf/meta/llama-3.1-8b-instruct`.",
+    },
+    "databricks": {
+        "adapter": "openai",
+        "auth": "bearer",
+        "base_url": "https://{workspace_host}/serving-endpoints",
+        "env_var": "DATABRICKS_TOKEN",
+        "requires_base_url": True,
+        "endpoints": ["chat", "completions", "embeddings"],
+        "model_prefixes": ["databricks-"],
+        "notes": "Checked against Databricks' docs: Model Serving has an OpenAI-compatible API; point "
+                 "it at `https://<workspace-host>/serving-endpoints` with a Databricks token as Bearer "
+                 "and use the serving endpoint name (e.g. `databricks-meta-llama-3-3-70b-instruct`) as "
+                 "the model. The workspace host is per customer, so set `base_url`.",
+    },
+    "snowflake": {
+        "adapter": "openai",
+        "auth": "bearer",
+        "base_url": "https://{account_identifier}.snowflakecomputing.com/api/v2/cortex/v1",
+        "env_var": "SNOWFLAKE_PAT",
+        "requires_base_url": True,
+        "notes": "Checked against Snowflake's docs: the Cortex REST API has an OpenAI-compatible Chat "
+                 "Completions endpoint at `https://<account-identifier>.snowflakecomputing.com/api/v2/"
+                 "cortex/v1/chat/completions`, authenticated with a programmatic access token (PAT) "
+                 "as Bearer. Set `base_url` for your account. SNOWFLAKE_PAT is this project's name "
+                 "for the token.",
+    },
+    "oci": {
+        "adapter": "openai",
+        "auth": "bearer",
+        "base_url": "https://inference.generativeai.{region}.oci.oraclecloud.com/openai/v1",
+        "env_var": "OCI_GENAI_API_KEY",
+        "requires_base_url": True,
+        "endpoints": ["chat", "responses"],
+        "notes": "Checked against Oracle's docs: OCI Generative AI has OpenAI-compatible endpoints at "
+                 "`https://inference.generativeai.<region>.oci.oraclecloud.com/openai/v1` (Chat "
+                 "Completions, Responses) authenticated with an OCI Generative AI API key in the "
+                 "Authorization header; the key must be in the model's region. OCI IAM request "
+                 "signing (the native API) is not supported here. Set `base_url` for your region. "
+                 "OCI_GENAI_API_KEY is this project's name for the key.",
+    },
+    "datarobot": {
+        "adapter": "openai",
+        "base_url": "https://app.datarobot.com/api/v2/genai/llmgw",
+        "notes": "Checked against DataRobot's docs: the LLM gateway is OpenAI-compatible at "
+                 "`<api endpoint>/genai/llmgw`, usually https://app.datarobot.com/api/v2/genai/llmgw "
+                 "(EU and JP clouds use app.eu / app.jp), with the DataRobot API token as Bearer. The "
+                 "reference's bare https://app.datarobot.com has no chat endpoint.",
+    },
+    "baseten": {
+        "adapter": "openai",
+        "notes": "Baseten Model APIs are OpenAI-compatible at https://inference.baseten.co/v1 with a "
+                 "Bearer key; dedicated deployments have their own URLs, so set `base_url` for those.",
+    },
+    "heroku": {
+        "adapter": "openai",
+        "auth": "bearer",
+        "base_url": "https://us.inference.heroku.com/v1",
+        "env_var": "INFERENCE_KEY",
+        "endpoints": ["chat", "embeddings", "images"],
+        "notes": "Checked against Heroku Dev Center: Managed Inference serves OpenAI-compatible "
+                 "`/v1/chat/completions`, `/v1/embeddings` and `/v1/images/generations` at the app's "
+                 "INFERENCE_URL with INFERENCE_KEY as Bearer (both set by the add-on). The default "
+                 "assumes the US host; set `base_url` to `$INFERENCE_URL/v1` if yours differs.",
+    },
+    "predibase": {
+        "base_url": "https://serving.app.predibase.com/{tenant_id}/deployments/v2/llms/{deployment}/v1",
+        "requires_base_url": True,
+        "notes": "Checked against Predibase's docs: OpenAI-compatible per deployment at "
+                 "`https://serving.app.predibase.com/<tenant_id>/deployments/v2/llms/<deployment>/v1`; "
+                 "the model field names the adapter (empty for the base model). Tenant and "
+                 "deployment are part of the URL, so set `base_url`. The reference's bare "
+                 "https://serving.app.predibase.com has no chat endpoint.",
+    },
+    "ragflow": {
+        "adapter": "openai",
+        "auth": "bearer",
+        "base_url": "http://{host}/api/v1/chats_openai/{chat_id}",
+        "env_var": "RAGFLOW_API_KEY",
+        "requires_base_url": True,
+        "notes": "RAGFlow serves OpenAI-compatible chat per chat assistant at "
+                 "`/api/v1/chats_openai/<chat_id>/chat/completions` (agents: "
+                 "`/api/v1/agents_openai/<agent_id>`); set `base_url` to the part before "
+                 "`/chat/completions`.",
+    },
+    # ------------------------------------------------------------- unsupported
+    "a2a": {"adapter": "unsupported",
+            "notes": "A2A is an agent-to-agent protocol (JSON-RPC tasks and messages), not an "
+                     "OpenAI-style model API."},
+    "auto_router": {"adapter": "unsupported",
+                    "notes": "A routing feature of the reference implementation (it picks a model by "
+                             "semantic match), not an upstream provider."},
+    "chatgpt": {"adapter": "unsupported",
+                "notes": "Uses a ChatGPT subscription's login session (OAuth), not an API key; there "
+                         "is no public API to route to."},
+    "cursor": {"adapter": "unsupported",
+               "notes": "Cursor's bring-your-own-key mode is a client feature, not an inference API."},
+    "custom": {"adapter": "unsupported",
+               "notes": "In the reference this is a hook for in-process Python handlers, with no "
+                        "remote API behind it. For an OpenAI-compatible server use `openai_like` or "
+                        "`custom_openai` with a `base_url`."},
+    "github_copilot": {"adapter": "unsupported",
+                       "notes": "GitHub Copilot's chat API needs a Copilot session token obtained "
+                                "through GitHub's OAuth device flow and is meant for Copilot "
+                                "clients, not for API-key access."},
+    "gigachat": {"adapter": "unsupported",
+                 "auth": "oauth",
+                 "notes": "GigaChat's chat API is OpenAI-like, but every call needs a short-lived "
+                          "access token obtained by OAuth2 from a separate endpoint with the "
+                          "authorization key, and its TLS certificates chain to the Russian national "
+                          "CA; no adapter in this build."},
+    "manus": {"adapter": "unsupported",
+              "notes": "Manus is an agent service (tasks and files), not an OpenAI-style model API."},
+    "petals": {"adapter": "unsupported",
+               "notes": "Petals runs models over a peer-to-peer swarm through its Python client; "
+                        "there is no maintained HTTP API to route to."},
+    "pydantic_ai_agents": {"adapter": "unsupported",
+                           "notes": "An agent framework, not a model provider."},
+    "milvus": {"adapter": "unsupported",
+               "notes": "Milvus is a vector database, not a model provider."},
+    "pg_vector": {"adapter": "unsupported",
+                  "notes": "pgvector is a PostgreSQL vector store, not a model provider."},
+    "s3_vectors": {"adapter": "unsupported",
+                   "notes": "Amazon S3 Vectors is a vector store, not a model provider."},
+    "sap": {"adapter": "unsupported",
+            "auth": "oauth",
+            "notes": "SAP generative AI hub (AI Core) needs an OAuth2 client-credentials token, a "
+                     "per-deployment URL and an `AI-Resource-Group` header; no adapter in this build."},
+    "triton": {"adapter": "unsupported",
+               "requires_base_url": True,
+               "notes": "NVIDIA Triton's native API is KServe v2 (`/v2/models/<model>/generate` or "
+                        "`/infer`), not OpenAI-shaped. If you run Triton's OpenAI-compatible "
+                        "frontend, use `openai_like` with its `base_url`."},
+    "langgraph": {"adapter": "unsupported",
+                  "notes": "A LangGraph server exposes threads and runs of deployed graphs (agents), "
+                           "not an OpenAI-style model API."},
+    "nlp_cloud": {"adapter": "unsupported",
+                  "notes": "NLP Cloud's API is per model (`/v1/gpu/<model>/generation`, "
+                           "`Authorization: Token ...`), not OpenAI-shaped; no adapter in this build."},
+    "replicate": {"adapter": "unsupported",
+                  "notes": "Replicate runs models as predictions (`POST /v1/models/<owner>/<name>/"
+                           "predictions`, then poll or stream), not OpenAI chat completions; no "
+                           "adapter in this build."},
+    "deepgram": {"adapter": "unsupported",
+                 "endpoints": ["audio_transcriptions"],
+                 "notes": "Deepgram is a speech API (`/v1/listen`, `/v1/speak`, `Authorization: Token "
+                          "<key>`) with its own request shapes; no adapter in this build. It has no "
+                          "chat endpoint."},
+    "elevenlabs": {"adapter": "unsupported",
+                   "notes": "ElevenLabs' speech APIs use an `xi-api-key` header and their own request "
+                            "shapes; no adapter in this build."},
+    "fal_ai": {"adapter": "unsupported",
+               "endpoints": ["images"],
+               "notes": "fal.ai runs models through its own queue/run API (`Authorization: Key "
+                        "<key>`), not OpenAI's; no adapter in this build."},
+    "stability": {"adapter": "unsupported",
+                  "notes": "Stability AI's image APIs take multipart form requests with their own "
+                           "parameters, not OpenAI's images API; no adapter in this build."},
+    "runwayml": {"adapter": "unsupported",
+                 "notes": "Runway's generation API is task-based (submit, then poll) and needs an "
+                          "`X-Runway-Version` header; no adapter in this build."},
+    "topaz": {"adapter": "unsupported",
+              "notes": "Topaz Labs' image-enhancement API is neither a chat nor an OpenAI images API; "
+                       "no adapter in this build."},
+    "assemblyai": {
+        "endpoints": ["chat"],
+        "notes": "AssemblyAI's LLM Gateway (llm-gateway.assemblyai.com/v1) is the OpenAI-style part; "
+                 "its speech-to-text API (api.assemblyai.com/v2/transcript) is not and is not routed. "
+                 "Not independently checked.",
+    },
+    "bytez": {
+        "base_url": "https://api.bytez.com/models/v2/openai/v1",
+        "notes": "Checked (Bytez API docs as summarised by integrators): the OpenAI-compatible "
+                 "endpoints live under https://api.bytez.com/models/v2/openai/v1; the reference's "
+                 "https://api.bytez.com/models/v2 is the native API root. Bytez's native API takes "
+                 "the raw key in `Authorization`; OpenAI clients send it as Bearer.",
+    },
+    "recraft": {
+        "notes": "Recraft documents its image generation API as usable with the OpenAI SDK "
+                 "(`/v1/images/generations`). Not independently checked.",
+    },
+    # Web search APIs.
+    "brave": {"adapter": "unsupported",
+              "notes": SEARCH_ONLY + " Checked: Brave authenticates with an `X-Subscription-Token` "
+                                     "header, which AuthStyle cannot express (the reference said "
+                                     "bearer)."},
+    "dataforseo": {"adapter": "unsupported",
+                   "notes": SEARCH_ONLY + " It uses HTTP Basic auth (login and password)."},
+    "duckduckgo": {"adapter": "unsupported", "notes": SEARCH_ONLY},
+    "exa_ai": {"adapter": "unsupported", "notes": SEARCH_ONLY},
+    "firecrawl": {"adapter": "unsupported", "notes": SEARCH_ONLY},
+    "google_pse": {"adapter": "unsupported",
+                   "notes": SEARCH_ONLY + " Google's Custom Search JSON API takes the key as a `key` "
+                                          "query parameter, not a bearer token."},
+    "linkup": {"adapter": "unsupported", "notes": SEARCH_ONLY},
+    "parallel_ai": {"adapter": "unsupported", "notes": SEARCH_ONLY},
+    "searxng": {"adapter": "unsupported", "auth": "none", "requires_base_url": True,
+                "notes": SEARCH_ONLY + " SearXNG is self-hosted."},
+    "serper": {"adapter": "unsupported", "notes": SEARCH_ONLY},
+    "tavily": {"adapter": "unsupported", "notes": SEARCH_ONLY},
+    "amazon_nova": {
+        "adapter": "openai",
+        "endpoints": ["chat", "responses"],
+        "model_prefixes": ["nova-"],
+        "notes": "Checked (integration docs for Amazon's Nova developer API): OpenAI-compatible at "
+                 "https://api.nova.amazon.com/v1 with a Bearer key and model ids like `nova-2-lite-v1`; "
+                 "this is Amazon's standalone Nova API, not Bedrock. The reference's `amazon-` / "
+                 "`amazon-nova/` prefixes are not the service's model ids and were replaced by `nova-`. "
+                 "Amazon's SDK integrations read NOVA_API_KEY; this project keeps AMAZON_NOVA_API_KEY.",
+    },
+}
+
+PARAM_MAPPING_NOTE = ("The reference records that this upstream wants `max_tokens` instead of "
+                      "`max_completion_tokens`; the pass-through adapter does not rewrite it.")
+
+
+def derive(ref: dict, names: list[str], complex_set: set[str]) -> dict:
+    """The entry as the reference data alone would give it (normalised, unchecked)."""
+    name = ref["name"]
+    auth = ref.get("auth", {})
+    mapped = {n for e in ref.get("endpoints", []) for n in ENDPOINT_MAP[e]}
+    endpoints = [n for n in ENDPOINTS if n in mapped]
+    prefixes = []
+    for p in ref.get("model_prefixes", []):
+        if p in JUNK_PREFIXES:
+            continue
+        if any(p.startswith(other + "/") for other in names):
+            continue
+        if p not in prefixes:
+            prefixes.append(p)
+    entry = {
+        "name": name,
+        "display_name": ref["display_name"],
+        # Normalised without a trailing slash: paths are appended as "/chat/completions".
+        "base_url": ref["base_url"].rstrip("/") if ref.get("base_url") else None,
+        "auth": auth.get("type", "none"),
+        "env_var": auth.get("env_var"),
+        "endpoints": endpoints,
+        "model_prefixes": prefixes,
+        "adapter": "openai" if name not in complex_set and ref.get("base_url") else "unsupported",
+        "requires_base_url": False,
+        "notes": UNVERIFIED,
+    }
+    if "param_mappings" in ref:
+        entry["notes"] = UNVERIFIED + " " + PARAM_MAPPING_NOTE
+    return entry
+
+
+def build(reference: dict) -> tuple[list[dict], list[dict]]:
+    refs = reference["providers"]
+    names = [p["name"] for p in refs]
+    complex_set = set(reference["complex_providers"])
+    unknown = set(OVERRIDES) - set(names)
+    if unknown:
+        sys.exit(f"overrides for providers not in the reference: {sorted(unknown)}")
+    missing = {n for n in complex_set if "adapter" not in OVERRIDES.get(n, {})}
+    if missing:
+        sys.exit(f"complex providers without an explicit adapter override: {sorted(missing)}")
+
+    derived, final = [], []
+    for ref in refs:
+        base = derive(ref, names, complex_set)
+        entry = dict(base)
+        for k, v in OVERRIDES.get(ref["name"], {}).items():
+            entry[k] = list(v) if isinstance(v, list) else v
+        unknown_eps = set(entry["endpoints"]) - set(ENDPOINTS)
+        if unknown_eps:
+            sys.exit(f"{ref['name']}: unknown endpoints {sorted(unknown_eps)}")
+        entry["endpoints"] = [n for n in ENDPOINTS if n in entry["endpoints"]]
+        if "param_mappings" in ref and PARAM_MAPPING_NOTE not in (entry["notes"] or ""):
+            entry["notes"] = (entry["notes"] + " " + PARAM_MAPPING_NOTE).strip()
+        validate(entry)
+        derived.append(base)
+        final.append(entry)
+    check_prefixes(final)
+    return derived, final
+
+
+def validate(e: dict) -> None:
+    name = e["name"]
+    assert e["auth"] in AUTH_STYLES, (name, e["auth"])
+    assert e["adapter"] in ADAPTERS, (name, e["adapter"])
+    for ep in e["endpoints"]:
+        assert ep in ENDPOINTS, (name, ep)
+    if e["adapter"] == "openai":
+        assert e["base_url"] or e["requires_base_url"], name
+        if e["base_url"] and "{" in e["base_url"]:
+            assert e["requires_base_url"], f"{name}: templated base_url needs requires_base_url"
+        assert e["auth"] in {"bearer", "x_api_key", "api_key", "x_goog_api_key", "none"}, name
+
+
+def check_prefixes(entries: list[dict]) -> None:
+    owners = [(p, e["name"]) for e in entries for p in e["model_prefixes"]]
+    for p, a in owners:
+        for q, b in owners:
+            if a != b and q.startswith(p):
+                sys.exit(f"model prefix `{p}` ({a}) shadows `{q}` ({b})")
+
+
+# ---------------------------------------------------------------- rendering
+
+def toml_str(s: str) -> str:
+    out = s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+    return f'"{out}"'
+
+
+def toml_list(items: list[str]) -> str:
+    return "[" + ", ".join(toml_str(i) for i in items) + "]"
+
+
+def render_toml(entries: list[dict]) -> str:
+    lines = [
+        "# Provider registry for liter-llm. GENERATED by tools/gen_registry.py: edit the generator,",
+        "# not this file, then run `python3 tools/gen_registry.py`.",
+        "#",
+        "# Derived from the reference liter-llm project's schemas/providers.json (MIT licence,",
+        "# itself generated from LiteLLM data, MIT), with hand-checked corrections. Each entry's",
+        "# `notes` says what was checked against the provider's own documentation and what changed.",
+        "#",
+        "# Fields: see crates/providers/src/registry.rs (`ProviderSpec`). A `base_url` containing",
+        "# {placeholders} is a template: the user must supply the concrete URL.",
+        "",
+    ]
+    for e in entries:
+        lines.append("[[provider]]")
+        lines.append(f"name = {toml_str(e['name'])}")
+        lines.append(f"display_name = {toml_str(e['display_name'])}")
+        if e["base_url"]:
+            lines.append(f"base_url = {toml_str(e['base_url'])}")
+        lines.append(f"auth = {toml_str(e['auth'])}")
+        if e["env_var"]:
+            lines.append(f"env_var = {toml_str(e['env_var'])}")
+        lines.append(f"endpoints = {toml_list(e['endpoints'])}")
+        if e["model_prefixes"]:
+            lines.append(f"model_prefixes = {toml_list(e['model_prefixes'])}")
+        lines.append(f"adapter = {toml_str(e['adapter'])}")
+        if e["requires_base_url"]:
+            lines.append("requires_base_url = true")
+        if e["notes"]:
+            lines.append(f"notes = {toml_str(e['notes'])}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def status(e: dict) -> str:
+    if e["adapter"] == "openai":
+        return "routable (OpenAI-compatible)"
+    if e["adapter"] == "unsupported":
+        return "unsupported: " + first_sentence(e["notes"] or "not a model provider")
+    return "native adapter pending"
+
+
+def first_sentence(text: str) -> str:
+    for i, ch in enumerate(text):
+        if ch == "." and (i + 1 == len(text) or text[i + 1] == " "):
+            # Do not stop inside "e.g." and similar.
+            if text[max(0, i - 3):i + 1].endswith(("e.g.", "i.e.")):
+                continue
+            return text[: i + 1]
+    return text
+
+
+def cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_doc(entries: list[dict]) -> str:
+    counts: dict[str, int] = {}
+    for e in entries:
+        counts[e["adapter"]] = counts.get(e["adapter"], 0) + 1
+    routable = counts.get("openai", 0)
+    unsupported = counts.get("unsupported", 0)
+    native = len(entries) - routable - unsupported
+    out = [
+        "# Providers",
+        "",
+        "<!-- GENERATED by tools/gen_registry.py from crates/providers/data/providers.toml. "
+        "Do not edit by hand. -->",
+        "",
+        f"liter-llm knows {len(entries)} provider names. This table is generated from "
+        "[`crates/providers/data/providers.toml`](../crates/providers/data/providers.toml), which "
+        "`tools/gen_registry.py` derives from the reference liter-llm project's "
+        "`schemas/providers.json` (MIT licence; itself generated from LiteLLM data, MIT) plus "
+        "hand-checked corrections. That reference data contains mistakes (wrong auth styles, stale "
+        "base URLs, providers listed as OpenAI-compatible that are not). Entries whose notes say "
+        "\"Checked\" were compared with the provider's own published API documentation; the others "
+        "keep the reference values and say so.",
+        "",
+        "Status in this build:",
+        "",
+        f"- **routable (OpenAI-compatible)** ({routable}): `adapter = \"openai\"`. Requests are "
+        "forwarded to `{base_url}/chat/completions` (and the other endpoints listed) with only "
+        "`model` rewritten. Where the base URL contains `{placeholders}` or is empty, set `base_url` "
+        "on the model in the config.",
+        f"- **native adapter pending** ({native}): the provider needs request/response translation or "
+        "non-static auth (SigV4, OAuth, IAM). The proxy rejects these at config load with a clear "
+        "reason until the adapter exists.",
+        f"- **unsupported** ({unsupported}): not an LLM endpoint one can route to (vector stores, "
+        "agent frameworks, web-search APIs, ...) or an API with no adapter planned; the reason is "
+        "given.",
+        "",
+        "Counts per adapter: " + ", ".join(f"`{k}` {v}" for k, v in sorted(counts.items())) + ".",
+        "",
+        "A model is named `provider/model-id`, e.g. `groq/llama-3.3-70b-versatile`. The longest "
+        "provider name followed by `/` wins (so `azure_ai/agents/x` is `azure_ai/agents`). An id "
+        "without a known provider prefix is matched against the model prefixes below (longest "
+        "wins), e.g. `claude-sonnet-4-5` resolves to `anthropic`. No provider's model prefix is a "
+        "prefix of another provider's, so the match never depends on order.",
+        "",
+        "Auth styles: `bearer` = `Authorization: Bearer <key>`; `x_api_key` = `x-api-key: <key>`; "
+        "`api_key` = `api-key: <key>`; `x_goog_api_key` = `x-goog-api-key: <key>`; `sigv4` = AWS "
+        "Signature V4; `oauth` = short-lived token from an OAuth/IAM exchange; `none` = no key.",
+        "",
+        "| name | display name | adapter | auth | key env var | base URL | endpoints | model prefixes | status in this build |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for e in entries:
+        base = e["base_url"] or ""
+        if e["requires_base_url"]:
+            base = (f"`{base}` (set `base_url`)" if base else "(set `base_url`)")
+        elif base:
+            base = f"`{base}`"
+        out.append("| " + " | ".join([
+            f"`{e['name']}`",
+            cell(e["display_name"]),
+            f"`{e['adapter']}`",
+            f"`{e['auth']}`",
+            f"`{e['env_var']}`" if e["env_var"] else "",
+            cell(base),
+            ", ".join(e["endpoints"]),
+            cell(", ".join(f"`{p}`" for p in e["model_prefixes"])),
+            cell(status(e)),
+        ]) + " |")
+    out += ["", "## Notes", ""]
+    for e in entries:
+        out.append(f"- **`{e['name']}`**: {e['notes']}")
+    out.append("")
+    return "\n".join(out)
+
+
+def changes(derived: list[dict], final: list[dict]) -> str:
+    lines = []
+    for d, f in zip(derived, final):
+        diffs = []
+        for k in ("base_url", "auth", "env_var", "adapter", "requires_base_url", "endpoints",
+                  "model_prefixes"):
+            if d[k] != f[k]:
+                diffs.append(f"{k}: {d[k]!r} -> {f[k]!r}")
+        if diffs:
+            lines.append(f"{f['name']}: " + "; ".join(diffs))
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE)
+    ap.add_argument("--check", action="store_true", help="fail if the generated files are stale")
+    ap.add_argument("--changes", action="store_true", help="print fields changed from the reference")
+    args = ap.parse_args()
+
+    reference = json.loads(args.reference.read_text())
+    derived, final = build(reference)
+    if args.changes:
+        print(changes(derived, final))
+        return 0
+    outputs = {TOML_OUT: render_toml(final), DOC_OUT: render_doc(final)}
+    if args.check:
+        stale = [str(p.relative_to(ROOT)) for p, text in outputs.items()
+                 if not p.exists() or p.read_text() != text]
+        if stale:
+            print("stale: " + ", ".join(stale), file=sys.stderr)
+            return 1
+        return 0
+    for path, text in outputs.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
