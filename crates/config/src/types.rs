@@ -70,6 +70,9 @@ pub struct Server {
     /// How long in-flight requests and streams may run after SIGTERM before the
     /// process exits anyway.
     pub drain_timeout_secs: u64,
+    /// Add `x-liter-llm-overhead-us` (the proxy's own time, upstream wait
+    /// excluded) to every proxied response.
+    pub overhead_header: bool,
 }
 
 impl Default for Server {
@@ -81,6 +84,7 @@ impl Default for Server {
             body_limit_bytes: 10 * 1024 * 1024,
             cors_origins: vec!["*".to_string()],
             drain_timeout_secs: 30,
+            overhead_header: false,
         }
     }
 }

@@ -14,7 +14,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
-const DONE_MARKER: &[u8] = b"data: [DONE]";
+/// At the start of a line, so model output that happens to contain the text
+/// `data: [DONE]` inside a JSON string is not mistaken for the end.
+const DONE_MARKER: &[u8] = b"\ndata: [DONE]";
 
 type Upstream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
 
@@ -29,11 +31,8 @@ pin_project_lite::pin_project! {
     pub struct PassThroughSse {
         upstream: Upstream,
         provider: &'static str,
-        saw_done: bool,
+        done: DoneScanner,
         finished: bool,
-        // The last bytes of the previous chunk, so a marker split across two
-        // chunks is still found.
-        tail: Vec<u8>,
         idle: Duration,
         last_chunk: Instant,
         #[pin]
@@ -49,9 +48,8 @@ impl PassThroughSse {
         PassThroughSse {
             upstream,
             provider,
-            saw_done: false,
+            done: DoneScanner::default(),
             finished: false,
-            tail: Vec::with_capacity(DONE_MARKER.len()),
             idle: limits.idle,
             last_chunk: now,
             idle_timer: tokio::time::sleep_until(now + limits.idle),
@@ -60,29 +58,58 @@ impl PassThroughSse {
     }
 }
 
-fn contains_marker(tail: &[u8], chunk: &[u8]) -> bool {
-    if memchr::memmem::find(chunk, DONE_MARKER).is_some() {
-        return true;
-    }
-    if tail.is_empty() {
-        return false;
-    }
-    let head = &chunk[..chunk.len().min(DONE_MARKER.len())];
-    let mut joined = Vec::with_capacity(tail.len() + head.len());
-    joined.extend_from_slice(tail);
-    joined.extend_from_slice(head);
-    memchr::memmem::find(&joined, DONE_MARKER).is_some()
+/// Finds a `data: [DONE]` line in a byte stream fed chunk by chunk, including a
+/// marker split across chunk boundaries.
+#[derive(Debug)]
+pub struct DoneScanner {
+    tail: Vec<u8>,
+    found: bool,
 }
 
-fn keep_tail(tail: &mut Vec<u8>, chunk: &[u8]) {
-    let keep = DONE_MARKER.len() - 1;
-    if chunk.len() >= keep {
-        tail.clear();
-        tail.extend_from_slice(&chunk[chunk.len() - keep..]);
-    } else {
-        tail.extend_from_slice(chunk);
-        let excess = tail.len().saturating_sub(keep);
-        tail.drain(..excess);
+impl Default for DoneScanner {
+    /// The stream start counts as a line start.
+    fn default() -> Self {
+        DoneScanner {
+            tail: vec![b'\n'],
+            found: false,
+        }
+    }
+}
+
+impl DoneScanner {
+    /// Feed the next chunk; returns whether the marker has been seen so far.
+    pub fn feed(&mut self, chunk: &[u8]) -> bool {
+        if self.found {
+            return true;
+        }
+        self.found =
+            memchr::memmem::find(chunk, DONE_MARKER).is_some() || self.found_across_boundary(chunk);
+        self.keep_tail(chunk);
+        self.found
+    }
+
+    fn found_across_boundary(&self, chunk: &[u8]) -> bool {
+        if self.tail.is_empty() {
+            return false;
+        }
+        let head = &chunk[..chunk.len().min(DONE_MARKER.len())];
+        let mut joined = Vec::with_capacity(self.tail.len() + head.len());
+        joined.extend_from_slice(&self.tail);
+        joined.extend_from_slice(head);
+        memchr::memmem::find(&joined, DONE_MARKER).is_some()
+    }
+
+    /// Keep the last `len - 1` bytes: enough for any split marker, never a whole one.
+    fn keep_tail(&mut self, chunk: &[u8]) {
+        let keep = DONE_MARKER.len() - 1;
+        if chunk.len() >= keep {
+            self.tail.clear();
+            self.tail.extend_from_slice(&chunk[chunk.len() - keep..]);
+        } else {
+            self.tail.extend_from_slice(chunk);
+            let excess = self.tail.len().saturating_sub(keep);
+            self.tail.drain(..excess);
+        }
     }
 }
 
@@ -103,15 +130,12 @@ impl Stream for PassThroughSse {
         match this.upstream.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
                 *this.last_chunk = Instant::now();
-                if !*this.saw_done {
-                    *this.saw_done = contains_marker(this.tail, &chunk);
-                    keep_tail(this.tail, &chunk);
-                }
+                this.done.feed(&chunk);
                 Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Ready(Some(Err(e))) => {
                 *this.finished = true;
-                if *this.saw_done {
+                if this.done.found {
                     return Poll::Ready(None);
                 }
                 let err = ApiError::new(
@@ -127,7 +151,7 @@ impl Stream for PassThroughSse {
             }
             Poll::Ready(None) => {
                 *this.finished = true;
-                if *this.saw_done {
+                if this.done.found {
                     return Poll::Ready(None);
                 }
                 let err = ApiError::new(
@@ -175,21 +199,29 @@ mod tests {
 
     #[test]
     fn marker_split_across_chunks_is_found() {
-        let mut tail = Vec::new();
-        let a = b"data: {\"x\":1}\n\ndata: [DO";
-        assert!(!contains_marker(&tail, a));
-        keep_tail(&mut tail, a);
-        assert!(contains_marker(&tail, b"NE]\n\n"));
+        let mut scanner = DoneScanner::default();
+        assert!(!scanner.feed(b"data: {\"x\":1}\n\ndata: [DO"));
+        assert!(scanner.feed(b"NE]\n\n"));
     }
 
     #[test]
     fn tiny_chunks_accumulate_in_tail() {
-        let mut tail = Vec::new();
-        let mut found = false;
-        for b in b"data: [DONE]\n\n".chunks(1) {
-            found |= contains_marker(&tail, b);
-            keep_tail(&mut tail, b);
-        }
+        let mut scanner = DoneScanner::default();
+        let found = b"data: [DONE]\n\n"
+            .chunks(1)
+            .fold(false, |_, b| scanner.feed(b));
         assert!(found);
+    }
+
+    #[test]
+    fn content_mentioning_done_is_not_the_marker() {
+        let mut scanner = DoneScanner::default();
+        assert!(!scanner.feed(b"data: {\"content\":\"data: [DONE]\"}\n\n"));
+        assert!(scanner.feed(b"data: [DONE]\n\n"));
+    }
+
+    #[test]
+    fn marker_at_stream_start_counts() {
+        assert!(DoneScanner::default().feed(b"data: [DONE]\n\n"));
     }
 }

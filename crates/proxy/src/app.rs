@@ -59,6 +59,7 @@ pub fn routes(state: Arc<AppState>) -> axum::Router {
         .route("/health/liveness", get(health::liveness))
         .route("/health/readiness", get(health::readiness))
         .route("/openapi.json", get(health::openapi))
+        .route("/metrics", get(health::metrics))
         .fallback(unimplemented::not_found)
         .method_not_allowed_fallback(unimplemented::method_not_allowed)
         .with_state(state)

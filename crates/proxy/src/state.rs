@@ -1,6 +1,7 @@
 //! Shared state, built once at startup and read by every request.
 
 use crate::auth::KeyStore;
+use crate::metrics::Metrics;
 use liter_llm_config::Config;
 use liter_llm_gateway::{Router, Upstream};
 use liter_llm_providers::client::{build_client, ClientOptions};
@@ -15,6 +16,9 @@ pub struct AppState {
     pub body_limit: usize,
     pub request_timeout: Duration,
     pub started_unix: u64,
+    pub metrics: Metrics,
+    /// `[server].overhead_header`: report the proxy's own time on each response.
+    pub overhead_header: bool,
     ready: AtomicBool,
     draining: AtomicBool,
 }
@@ -47,6 +51,8 @@ impl AppState {
             keys,
             body_limit: usize::try_from(config.server.body_limit_bytes).unwrap_or(usize::MAX),
             request_timeout: Duration::from_secs(config.server.request_timeout_secs),
+            metrics: Metrics::default(),
+            overhead_header: config.server.overhead_header,
             started_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),

@@ -2,7 +2,7 @@
 
 use crate::auth::Principal;
 use crate::body::read_body;
-use crate::error::{error_response, ErrorResponse};
+use crate::error::error_response;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::State;
@@ -55,30 +55,65 @@ pub fn request_id(headers: &HeaderMap) -> &str {
         .unwrap_or("")
 }
 
+pub static OVERHEAD_HEADER: HeaderName = HeaderName::from_static("x-liter-llm-overhead-us");
+
 pub async fn chat_completions(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, ErrorResponse> {
-    let deadline = Instant::now() + state.request_timeout;
-    let bytes = read_body(&headers, body, state.body_limit).await?;
+) -> Response {
+    let started = Instant::now();
+    let (mut resp, upstream_wait) =
+        match forward_chat(&state, &principal, &headers, body, started).await {
+            Ok(done) => done,
+            Err(e) => (error_response(&e), None),
+        };
+    state.metrics.chat_status.record(resp.status().as_u16());
+    if let Some(wait) = upstream_wait {
+        let overhead = started.elapsed().saturating_sub(wait);
+        state.metrics.chat_overhead.record(overhead);
+        state.metrics.chat_upstream.record(wait);
+        if state.overhead_header {
+            resp.headers_mut().insert(
+                OVERHEAD_HEADER.clone(),
+                HeaderValue::from(overhead.as_micros() as u64),
+            );
+        }
+    }
+    resp
+}
+
+/// The response, and how long was spent waiting on the upstream (`None` when the
+/// request never reached it).
+async fn forward_chat(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    body: Body,
+    started: Instant,
+) -> Result<(Response, Option<std::time::Duration>), ApiError> {
+    let deadline = started + state.request_timeout;
+    let bytes = read_body(headers, body, state.body_limit).await?;
     let peek = peek_request(&bytes, Requirements::CHAT).map_err(peek_error)?;
     principal.check_model(&peek.model)?;
     let target = state.router.resolve(&peek.model).map_err(resolve_error)?;
     let outgoing = OutgoingRequest {
         endpoint_path: "/chat/completions",
         stream: peek.stream,
-        request_id: request_id(&headers),
+        request_id: request_id(headers),
     };
     let send = state.upstream.send(&target, &outgoing, |d| {
         rewrite_model(&bytes, peek.model_span, &peek.model, &d.upstream_model)
     });
+    let upstream_started = Instant::now();
     let reply = match tokio::time::timeout_at(deadline, send).await {
         Ok(r) => r?,
-        Err(_) => return Err(request_timeout(&state).into()),
+        Err(_) => return Err(request_timeout(state)),
     };
-    Ok(respond(reply, peek.stream, deadline).await)
+    let mut upstream_wait = upstream_started.elapsed();
+    let resp = respond(reply, peek.stream, deadline, &mut upstream_wait).await;
+    Ok((resp, Some(upstream_wait)))
 }
 
 fn request_timeout(state: &AppState) -> ApiError {
@@ -100,8 +135,14 @@ fn routing_headers(headers: &mut HeaderMap, deployment_id: &str, attempts: u32) 
     headers.insert(ATTEMPTS_HEADER.clone(), HeaderValue::from(attempts));
 }
 
-/// Turn an upstream reply into the client's response.
-pub async fn respond(reply: UpstreamReply, stream: bool, deadline: Instant) -> Response {
+/// Turn an upstream reply into the client's response. Time spent reading the
+/// upstream's body is added to `upstream_wait`.
+pub async fn respond(
+    reply: UpstreamReply,
+    stream: bool,
+    deadline: Instant,
+    upstream_wait: &mut std::time::Duration,
+) -> Response {
     let status = reply.response.status();
     if !status.is_success() {
         let mut resp = upstream_error(
@@ -143,7 +184,10 @@ pub async fn respond(reply: UpstreamReply, stream: bool, deadline: Instant) -> R
     }
     let content_type = reply.response.headers().get(CONTENT_TYPE).cloned();
     let provider = reply.deployment.provider.name.as_str();
-    let body = match tokio::time::timeout_at(deadline, reply.response.bytes()).await {
+    let body_started = Instant::now();
+    let body = tokio::time::timeout_at(deadline, reply.response.bytes()).await;
+    *upstream_wait += body_started.elapsed();
+    let body = match body {
         Ok(Ok(b)) => b,
         Ok(Err(e)) if e.is_timeout() => return error_response(&timeout_error(&reply.deployment)),
         Ok(Err(e)) => {

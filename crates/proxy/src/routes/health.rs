@@ -60,3 +60,11 @@ pub async fn readiness(State(state): State<Arc<AppState>>) -> Response {
 pub async fn openapi() -> Response {
     ([(CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
+
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
