@@ -114,12 +114,18 @@ OVERRIDES: dict[str, dict] = {
                  "wrongly listed bearer auth.",
     },
     "gemini": {
+        "adapter": "gemini",
+        "auth": "x_goog_api_key",
+        "base_url": "https://generativelanguage.googleapis.com/v1beta",
         "endpoints": ["chat", "embeddings"],
-        "notes": "Checked against Google's Gemini API docs. Routed through Google's documented "
-                 "OpenAI-compatibility layer (`{base_url}/chat/completions`, `Authorization: Bearer "
-                 "<GEMINI_API_KEY>`). The native API at https://generativelanguage.googleapis.com/v1beta "
-                 "(`models/{model}:generateContent`, `x-goog-api-key` header) would need the `gemini` "
-                 "adapter; features only in the native API are not reachable here.",
+        "notes": "Checked against Google's Gemini API reference: the native API "
+                 "(`{base_url}/models/{model}:generateContent`, and "
+                 "`:streamGenerateContent?alt=sse` for streams) with the key in an `x-goog-api-key` "
+                 "header; the `gemini` adapter translates OpenAI chat completions to and from it. "
+                 "Google also documents an OpenAI-compatible endpoint "
+                 "(https://generativelanguage.googleapis.com/v1beta/openai, `Authorization: Bearer "
+                 "<GEMINI_API_KEY>`): to use it instead, configure an `openai/<model>` model with that "
+                 "`base_url`. The reference listed the OpenAI-compatible URL with bearer auth.",
     },
     "vertex_ai": {
         "adapter": "vertex_ai",

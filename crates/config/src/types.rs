@@ -230,6 +230,35 @@ impl Config {
         if self.general.default_timeout_secs == 0 {
             return invalid("`general.default_timeout_secs` must be at least 1".into());
         }
+        // Far beyond any sane value, and far below where deadline arithmetic overflows.
+        const MAX_TIMEOUT_SECS: u64 = 365 * 24 * 3600;
+        for (field, v) in [
+            (
+                "server.request_timeout_secs",
+                self.server.request_timeout_secs,
+            ),
+            ("server.drain_timeout_secs", self.server.drain_timeout_secs),
+            (
+                "general.default_timeout_secs",
+                self.general.default_timeout_secs,
+            ),
+        ] {
+            if v > MAX_TIMEOUT_SECS {
+                return invalid(format!(
+                    "`{field}` = {v} is more than a year; use at most {MAX_TIMEOUT_SECS}"
+                ));
+            }
+        }
+        for o in &self.server.cors_origins {
+            let valid = o == "*"
+                || ((o.starts_with("http://") || o.starts_with("https://"))
+                    && o.bytes().all(|b| b.is_ascii_graphic()));
+            if !valid {
+                return invalid(format!(
+                    "`server.cors_origins` entry `{o}` is not an origin: use \"*\" or a scheme and host like \"https://app.example.com\""
+                ));
+            }
+        }
         if self.server.cors_origins.is_empty() {
             return invalid("`server.cors_origins` is empty; use [\"*\"] to allow any origin or list the allowed ones".into());
         }
@@ -240,8 +269,10 @@ impl Config {
             if m.provider_model.trim().is_empty() {
                 return invalid(format!("`models[{i}].provider_model` is empty"));
             }
-            if m.timeout_secs == Some(0) {
-                return invalid(format!("`models[{i}].timeout_secs` must be at least 1"));
+            if m.timeout_secs == Some(0) || m.timeout_secs.is_some_and(|t| t > MAX_TIMEOUT_SECS) {
+                return invalid(format!(
+                    "`models[{i}].timeout_secs` must be between 1 and {MAX_TIMEOUT_SECS}"
+                ));
             }
             if m.api_key.as_ref().is_some_and(Secret::is_empty) {
                 return invalid(format!("`models[{i}].api_key` is empty; remove it to use the provider's environment variable"));

@@ -7,6 +7,7 @@
 use crate::glob::Glob;
 use http::{HeaderName, HeaderValue};
 use liter_llm_config::{Config, Secret};
+use liter_llm_providers::adapters::{native, ChatAdapter};
 use liter_llm_providers::auth::static_key_header;
 use liter_llm_providers::registry::{Adapter, ProviderSpec, Registry};
 use std::collections::HashMap;
@@ -29,6 +30,9 @@ pub struct Deployment {
     pub chat_url: String,
     pub auth: Option<(HeaderName, HeaderValue)>,
     pub timeout: Duration,
+    /// `None` for OpenAI-compatible providers, whose requests are forwarded as
+    /// the client's bytes; otherwise the translation to the provider's API.
+    pub adapter: Option<&'static dyn ChatAdapter>,
 }
 
 impl Deployment {
@@ -130,6 +134,7 @@ impl std::fmt::Debug for Router {
 fn unroutable_reason(p: &ProviderSpec) -> Option<String> {
     match p.adapter {
         Adapter::Openai => None,
+        native_kind if native(native_kind).is_some() => None,
         Adapter::Unsupported => Some(format!(
             "provider `{}` is not supported: {}",
             p.name,
@@ -207,13 +212,19 @@ impl Router {
             // A pattern like `groq/*` names its provider up front, so a typo or an
             // unroutable provider can be reported now instead of on first use.
             let prefix = glob.literal_prefix();
-            if let Some(slash) = prefix.rfind('/') {
-                let provider_part = &prefix[..slash];
-                match registry.get(provider_part) {
+            if let Some(slash) = prefix.find('/') {
+                // The registry's longest-name match, so `together_ai/meta-llama/*`
+                // resolves to `together_ai` even though the model part has a slash.
+                let provider = registry
+                    .resolve(prefix)
+                    .map(|(p, _)| p)
+                    .filter(|p| prefix.starts_with(&format!("{}/", p.name)));
+                match provider {
                     None => {
                         return Err(RouterError(format!(
-                            "`aliases[{i}].pattern` `{}`: unknown provider `{provider_part}`; run `liter-llm providers` for the list",
-                            a.pattern
+                            "`aliases[{i}].pattern` `{}`: unknown provider `{}`; run `liter-llm providers` for the list",
+                            a.pattern,
+                            &prefix[..slash]
                         )))
                     }
                     Some(p) => {
@@ -303,6 +314,7 @@ impl Router {
             base_url,
             auth,
             timeout: spec.timeout,
+            adapter: native(provider.adapter),
         })
     }
 

@@ -1,12 +1,15 @@
-//! Forwarding an upstream SSE stream to the client as bytes arrive.
+//! Relaying an upstream stream to the client as bytes arrive.
 //!
-//! Chunks are passed on untouched; the only work per chunk is a scan for the
-//! `[DONE]` marker, so a stream that ends without it can be reported to the
-//! client as an error event instead of looking like a clean finish.
+//! For OpenAI-compatible upstreams chunks are passed on untouched; the only work
+//! per chunk is a scan for the `[DONE]` marker, so a stream that ends without it
+//! is reported to the client as an error event instead of looking finished. For
+//! native providers each chunk goes through the adapter's translator, which
+//! decides when the stream finished properly.
 
 use bytes::Bytes;
 use futures_util::Stream;
 use liter_llm_protocol::{ApiError, ErrorKind};
+use liter_llm_providers::adapters::StreamTranslator;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -28,10 +31,11 @@ pub struct SseLimits {
 }
 
 pin_project_lite::pin_project! {
-    pub struct PassThroughSse {
+    pub struct SseRelay {
         upstream: Upstream,
         provider: &'static str,
         done: DoneScanner,
+        translator: Option<Box<dyn StreamTranslator>>,
         finished: bool,
         idle: Duration,
         last_chunk: Instant,
@@ -42,13 +46,34 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl PassThroughSse {
-    pub fn new(upstream: Upstream, provider: &'static str, limits: SseLimits) -> Self {
+impl SseRelay {
+    /// Forward an OpenAI-format stream unchanged.
+    pub fn pass_through(upstream: Upstream, provider: &'static str, limits: SseLimits) -> Self {
+        Self::new(upstream, provider, limits, None)
+    }
+
+    /// Translate a native provider's stream into OpenAI SSE.
+    pub fn translated(
+        upstream: Upstream,
+        provider: &'static str,
+        limits: SseLimits,
+        translator: Box<dyn StreamTranslator>,
+    ) -> Self {
+        Self::new(upstream, provider, limits, Some(translator))
+    }
+
+    fn new(
+        upstream: Upstream,
+        provider: &'static str,
+        limits: SseLimits,
+        translator: Option<Box<dyn StreamTranslator>>,
+    ) -> Self {
         let now = Instant::now();
-        PassThroughSse {
+        SseRelay {
             upstream,
             provider,
             done: DoneScanner::default(),
+            translator,
             finished: false,
             idle: limits.idle,
             last_chunk: now,
@@ -113,7 +138,7 @@ impl DoneScanner {
     }
 }
 
-impl Stream for PassThroughSse {
+impl Stream for SseRelay {
     type Item = Result<Bytes, Infallible>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -127,57 +152,77 @@ impl Stream for PassThroughSse {
                 .with_code("request_timeout");
             return Poll::Ready(Some(Ok(err.to_sse_event())));
         }
-        match this.upstream.as_mut().poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                *this.last_chunk = Instant::now();
-                this.done.feed(&chunk);
-                Poll::Ready(Some(Ok(chunk)))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                *this.finished = true;
-                if this.done.found {
-                    return Poll::Ready(None);
-                }
-                let err = ApiError::new(
-                    ErrorKind::BadGateway,
-                    format!(
-                        "upstream provider `{}` failed mid-stream: {}",
-                        this.provider,
-                        crate::upstream::error_chain(&e.without_url())
-                    ),
-                )
-                .with_code("upstream_stream_error");
-                Poll::Ready(Some(Ok(err.to_sse_event())))
-            }
-            Poll::Ready(None) => {
-                *this.finished = true;
-                if this.done.found {
-                    return Poll::Ready(None);
-                }
-                let err = ApiError::new(
-                    ErrorKind::BadGateway,
-                    format!(
-                        "upstream provider `{}` closed the stream before it finished (no [DONE])",
-                        this.provider
-                    ),
-                )
-                .with_code("upstream_stream_truncated");
-                Poll::Ready(Some(Ok(err.to_sse_event())))
-            }
-            Poll::Pending => {
-                // The idle timer is re-armed lazily: resetting it on every chunk
-                // would cost a timer-wheel update per chunk.
-                loop {
-                    if this.idle_timer.as_mut().poll(cx).is_pending() {
-                        return Poll::Pending;
+        loop {
+            match this.upstream.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    *this.last_chunk = Instant::now();
+                    let Some(translator) = this.translator.as_mut() else {
+                        this.done.feed(&chunk);
+                        return Poll::Ready(Some(Ok(chunk)));
+                    };
+                    let mut out = Vec::new();
+                    if let Err(e) = translator.feed(&chunk, &mut out) {
+                        *this.finished = true;
+                        out.extend_from_slice(&e.to_sse_event());
                     }
-                    let due = *this.last_chunk + *this.idle;
-                    if due > Instant::now() {
-                        this.idle_timer.as_mut().reset(due);
+                    if out.is_empty() {
+                        // A partial provider frame: nothing to send yet.
                         continue;
                     }
+                    return Poll::Ready(Some(Ok(Bytes::from(out))));
+                }
+                Poll::Ready(Some(Err(e))) => {
                     *this.finished = true;
+                    if this.translator.is_none() && this.done.found {
+                        return Poll::Ready(None);
+                    }
                     let err = ApiError::new(
+                        ErrorKind::BadGateway,
+                        format!(
+                            "upstream provider `{}` failed mid-stream: {}",
+                            this.provider,
+                            crate::upstream::error_chain(&e.without_url())
+                        ),
+                    )
+                    .with_code("upstream_stream_error");
+                    return Poll::Ready(Some(Ok(err.to_sse_event())));
+                }
+                Poll::Ready(None) => {
+                    *this.finished = true;
+                    if let Some(translator) = this.translator.as_mut() {
+                        let mut out = Vec::new();
+                        if let Err(e) = translator.finish(&mut out) {
+                            out.extend_from_slice(&e.to_sse_event());
+                        }
+                        return Poll::Ready((!out.is_empty()).then(|| Ok(Bytes::from(out))));
+                    }
+                    if this.done.found {
+                        return Poll::Ready(None);
+                    }
+                    let err = ApiError::new(
+                        ErrorKind::BadGateway,
+                        format!(
+                            "upstream provider `{}` closed the stream before it finished (no [DONE])",
+                            this.provider
+                        ),
+                    )
+                    .with_code("upstream_stream_truncated");
+                    return Poll::Ready(Some(Ok(err.to_sse_event())));
+                }
+                Poll::Pending => {
+                    // The idle timer is re-armed lazily: resetting it on every chunk
+                    // would cost a timer-wheel update per chunk.
+                    loop {
+                        if this.idle_timer.as_mut().poll(cx).is_pending() {
+                            return Poll::Pending;
+                        }
+                        let due = *this.last_chunk + *this.idle;
+                        if due > Instant::now() {
+                            this.idle_timer.as_mut().reset(due);
+                            continue;
+                        }
+                        *this.finished = true;
+                        let err = ApiError::new(
                         ErrorKind::GatewayTimeout,
                         format!(
                             "upstream provider `{}` sent nothing for {} s mid-stream (timeout_secs)",
@@ -186,7 +231,8 @@ impl Stream for PassThroughSse {
                         ),
                     )
                     .with_code("upstream_timeout");
-                    return Poll::Ready(Some(Ok(err.to_sse_event())));
+                        return Poll::Ready(Some(Ok(err.to_sse_event())));
+                    }
                 }
             }
         }

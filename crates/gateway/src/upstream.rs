@@ -5,7 +5,9 @@
 
 use crate::router::{Deployment, Target};
 use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
 use liter_llm_protocol::{ApiError, ErrorKind};
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,12 +29,19 @@ pub struct UpstreamReply {
     pub attempts: u32,
 }
 
-/// The request as the proxy will send it.
+/// Per-request facts that do not depend on the deployment.
 pub struct OutgoingRequest<'a> {
-    /// Path appended to the deployment's base URL, e.g. `/chat/completions`.
-    pub endpoint_path: &'a str,
     pub stream: bool,
     pub request_id: &'a str,
+}
+
+/// The request for one deployment: the client's bytes with the model spliced in
+/// for OpenAI-compatible providers, or an adapter's translation.
+pub struct Prepared {
+    /// Appended to the deployment's base URL, e.g. `/chat/completions`.
+    pub path: Cow<'static, str>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
 }
 
 fn retryable_status(status: reqwest::StatusCode) -> bool {
@@ -77,18 +86,20 @@ impl Upstream {
         }
     }
 
-    /// Send `body_for(deployment)` to the target, retrying per `[general].max_retries`.
+    /// Send `prepare(deployment)` to the target, retrying per `[general].max_retries`.
+    /// A request the deployment's adapter cannot express fails at once: it is the
+    /// client's error, not the upstream's.
     pub async fn send(
         &self,
         target: &Target<'_>,
         req: &OutgoingRequest<'_>,
-        body_for: impl Fn(&Deployment) -> Bytes,
+        prepare: impl Fn(&Deployment) -> Result<Prepared, ApiError>,
     ) -> Result<UpstreamReply, ApiError> {
         let start = target.start_index();
         let mut attempt: u32 = 0;
         loop {
             let deployment = target.deployment(start, attempt as usize);
-            let outcome = self.send_once(deployment, req, body_for(deployment)).await;
+            let outcome = self.send_once(deployment, req, prepare(deployment)?).await;
             let last = attempt >= self.max_retries;
             match outcome {
                 Ok(response) => {
@@ -134,21 +145,24 @@ impl Upstream {
         &self,
         d: &Deployment,
         req: &OutgoingRequest<'_>,
-        body: Bytes,
+        prepared: Prepared,
     ) -> Result<reqwest::Response, ApiError> {
-        let url = if req.endpoint_path == "/chat/completions" {
+        let url = if prepared.path == "/chat/completions" {
             d.chat_url.clone()
         } else {
-            d.url(req.endpoint_path)
+            d.url(&prepared.path)
         };
         let mut builder = self
             .client
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("x-request-id", req.request_id)
-            .body(body);
+            .body(prepared.body);
         if let Some((name, value)) = &d.auth {
             builder = builder.header(name.clone(), value.clone());
+        }
+        for (name, value) in prepared.headers {
+            builder = builder.header(name, value);
         }
         // A stream may legitimately run far longer than the per-request timeout,
         // so for streams the timeout bounds only the wait for response headers and

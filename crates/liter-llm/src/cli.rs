@@ -91,13 +91,18 @@ fn apply_overrides(config: &mut Config, args: &ApiArgs) -> anyhow::Result<()> {
         config.server.port = p;
     }
     if let Some(k) = &args.master_key {
-        if k.is_empty() {
-            return Err(anyhow!(
-                "the master key given by --master-key or LITER_LLM_MASTER_KEY is empty; an empty key must never authenticate"
-            ));
-        }
-        config.general.master_key = Some(Secret::new(k.clone()));
+        set_master_key(config, k)?;
     }
+    Ok(())
+}
+
+fn set_master_key(config: &mut Config, key: &str) -> anyhow::Result<()> {
+    if key.is_empty() {
+        return Err(anyhow!(
+            "the master key given by --master-key or LITER_LLM_MASTER_KEY is empty; an empty key must never authenticate"
+        ));
+    }
+    config.general.master_key = Some(Secret::new(key));
     Ok(())
 }
 
@@ -125,8 +130,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: ConfigCommand::Check(source),
         } => {
             let (mut config, path) = load(&source)?;
-            if let Some(k) = process_env("LITER_LLM_MASTER_KEY").filter(|k| !k.is_empty()) {
-                config.general.master_key = Some(Secret::new(k));
+            // The same override `api` applies, so both accept and refuse the same setups.
+            if let Some(k) = process_env("LITER_LLM_MASTER_KEY") {
+                set_master_key(&mut config, &k)?;
             }
             AppState::build(&config, env_arc())?;
             match &path {

@@ -208,6 +208,14 @@ fn negative_and_mistyped_values_are_rejected() {
             "[general]\nmaster_key = \"m\"\n[cache]\nmax_entries = 10\n",
             "[cache]",
         ),
+        (
+            "[server]\nrequest_timeout_secs = 18446744073709551615\n",
+            "request_timeout_secs",
+        ),
+        (
+            "[server]\ncors_origins = [\"example.com\"]\n",
+            "cors_origins",
+        ),
     ] {
         let cfg = write(dir.path(), "bad.toml", text);
         let out = run(cmd(dir.path()).args(["config", "check", "-c", cfg.to_str().unwrap()]));

@@ -18,6 +18,8 @@ pub struct RequestPeek<'a> {
     /// value can be replaced without re-serialising anything else.
     pub model_span: (usize, usize),
     pub stream: bool,
+    /// `stream_options.include_usage`.
+    pub include_usage: bool,
     pub user: Option<Cow<'a, str>>,
     pub max_tokens: Option<u64>,
 }
@@ -70,6 +72,13 @@ struct Raw<'a> {
     max_completion_tokens: Option<&'a RawValue>,
     #[serde(borrow)]
     messages: Option<&'a RawValue>,
+    #[serde(borrow)]
+    stream_options: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    include_usage: Option<bool>,
 }
 // Unknown fields are skipped (serde's default without `deny_unknown_fields`): the
 // proxy passes them through to the upstream untouched.
@@ -181,10 +190,22 @@ pub fn peek_request(body: &[u8], req: Requirements) -> Result<RequestPeek<'_>, P
             Some(_) => {}
         }
     }
+    let include_usage = match raw.stream_options {
+        Some(r) if r.get() != "null" => {
+            let opts: StreamOptions =
+                serde_json::from_str(r.get()).map_err(|_| PeekError::WrongType {
+                    field: "stream_options",
+                    expected: "an object with a boolean `include_usage`",
+                })?;
+            opts.include_usage.unwrap_or(false)
+        }
+        _ => false,
+    };
     Ok(RequestPeek {
         model,
         model_span,
         stream,
+        include_usage,
         user,
         max_tokens,
     })
@@ -223,10 +244,11 @@ mod tests {
 
     #[test]
     fn peek_finds_model_stream_and_span() {
-        let body = r#"{"messages":[],"model":"gpt-4o","stream":true,"max_tokens":7}"#;
+        let body = r#"{"messages":[],"model":"gpt-4o","stream":true,"max_tokens":7,"stream_options":{"include_usage":true}}"#;
         let p = peek(body).unwrap();
         assert_eq!(p.model, "gpt-4o");
         assert!(p.stream);
+        assert!(p.include_usage);
         assert_eq!(p.max_tokens, Some(7));
         assert_eq!(&body[p.model_span.0..p.model_span.1], "\"gpt-4o\"");
     }

@@ -105,6 +105,11 @@ impl KeyStore {
         let mut keys = HashMap::new();
         for (i, k) in config.keys.iter().enumerate() {
             let digest = hash(k.key.expose());
+            // Checked here, after --master-key / LITER_LLM_MASTER_KEY apply, so a
+            // virtual key can never silently carry master rights.
+            if master.as_ref() == Some(&digest) {
+                return Err(format!("`keys[{i}].key` is the same as the master key"));
+            }
             let allow = if k.models.is_empty() {
                 AllowList::All
             } else {
@@ -125,6 +130,12 @@ impl KeyStore {
                 AllowList::Only { exact, globs }
             };
             let id: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+            tracing::info!(
+                key_id = %id,
+                description = k.description.as_deref().unwrap_or(""),
+                models = ?k.models,
+                "virtual key loaded"
+            );
             keys.insert(
                 digest,
                 Arc::new(VirtualKey {
@@ -142,7 +153,14 @@ impl KeyStore {
     }
 
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
-        let Some(token) = presented_token(headers) else {
+        let presented = presented_token(headers).map_err(|()| {
+            ApiError::new(
+                ErrorKind::Authentication,
+                "malformed Authorization header: expected `Authorization: Bearer <key>`",
+            )
+            .with_code("invalid_api_key")
+        })?;
+        let Some(token) = presented else {
             if self.allow_unauthenticated {
                 return Ok(Principal::Anonymous);
             }
@@ -169,23 +187,32 @@ impl KeyStore {
 }
 
 /// `Authorization: Bearer`, or the `x-api-key` / `api-key` headers that the
-/// Anthropic and Azure SDKs send.
-fn presented_token(headers: &HeaderMap) -> Option<&str> {
+/// Anthropic and Azure SDKs send. A credential header that is present but
+/// unusable is an error, never "no credential": with `allow_unauthenticated` a
+/// garbled key must not quietly become an anonymous request.
+fn presented_token(headers: &HeaderMap) -> Result<Option<&str>, ()> {
     if let Some(v) = headers.get(http::header::AUTHORIZATION) {
-        let v = v.to_str().ok()?.trim();
-        let (scheme, rest) = v.split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return None;
-        }
+        let v = v.to_str().map_err(|_| ())?.trim();
+        let (scheme, rest) = v.split_once(' ').ok_or(())?;
         let token = rest.trim();
-        return (!token.is_empty()).then_some(token);
+        if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+            return Err(());
+        }
+        return Ok(Some(token));
     }
-    ["x-api-key", "api-key"]
+    match ["x-api-key", "api-key"]
         .iter()
         .find_map(|h| headers.get(*h))
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+    {
+        None => Ok(None),
+        Some(v) => {
+            let token = v.to_str().map_err(|_| ())?.trim();
+            if token.is_empty() {
+                return Err(());
+            }
+            Ok(Some(token))
+        }
+    }
 }
 
 impl FromRequestParts<Arc<AppState>> for Principal {

@@ -177,4 +177,26 @@ async fn open_mode_needs_explicit_opt_in() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+    // A garbled credential is an error even in open mode, never anonymous.
+    let resp = client()
+        .post(proxy.url("/v1/chat/completions"))
+        .header("authorization", "Basic dXNlcjpwYXNz")
+        .json(&chat_body("gpt-4o", false))
+        .send()
+        .await
+        .unwrap();
+    let (msg, _) = error_message(resp, 401).await;
+    assert!(msg.contains("malformed Authorization"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn virtual_key_equal_to_overridden_master_key_is_refused() {
+    let mock = start_mock(MockConfig::default()).await;
+    let mut config = parse(&config_with_keys(&mock));
+    // As if LITER_LLM_MASTER_KEY had been set to a virtual key's value.
+    config.general.master_key = Some(liter_llm_config::Secret::new("sk-team-a"));
+    let err = liter_llm_proxy::AppState::build(&config, env_none())
+        .err()
+        .expect("must refuse");
+    assert!(err.to_string().contains("same as the master key"), "{err}");
 }

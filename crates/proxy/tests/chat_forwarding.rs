@@ -205,3 +205,22 @@ async fn client_errors_are_not_retried() {
     assert_eq!(resp.status(), 400);
     assert_eq!(mock.request_count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alias_with_slash_in_model_part_resolves_provider_by_longest_name() {
+    let mock = start_mock(MockConfig::default()).await;
+    let cfg = format!(
+        "[general]\nmaster_key = \"{MASTER}\"\n[[aliases]]\npattern = \"together_ai/meta-llama/*\"\nbase_url = \"{}\"\napi_key = \"{UPSTREAM_KEY}\"\n",
+        mock.base_url()
+    );
+    let proxy = start_proxy(&cfg).await;
+    let resp = post_chat(
+        &proxy,
+        MASTER,
+        &chat_body("together_ai/meta-llama/Llama-3.3-70B", false),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let sent: serde_json::Value = serde_json::from_slice(&mock.requests()[0].body).unwrap();
+    assert_eq!(sent["model"], "meta-llama/Llama-3.3-70B");
+}

@@ -11,11 +11,13 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use liter_llm_gateway::router::ResolveError;
-use liter_llm_gateway::stream::{PassThroughSse, SseLimits};
-use liter_llm_gateway::upstream::{timeout_error, OutgoingRequest};
-use liter_llm_gateway::UpstreamReply;
+use liter_llm_gateway::stream::{SseLimits, SseRelay};
+use liter_llm_gateway::upstream::{timeout_error, OutgoingRequest, Prepared};
+use liter_llm_gateway::{Deployment, UpstreamReply};
 use liter_llm_protocol::peek::Requirements;
 use liter_llm_protocol::{peek_request, rewrite_model, ApiError, ErrorKind, PeekError};
+use liter_llm_providers::adapters::ChatContext;
+use std::borrow::Cow;
 use std::sync::Arc;
 use tokio::time::Instant;
 
@@ -94,25 +96,58 @@ async fn forward_chat(
     started: Instant,
 ) -> Result<(Response, Option<std::time::Duration>), ApiError> {
     let deadline = started + state.request_timeout;
-    let bytes = read_body(headers, body, state.body_limit).await?;
+    let bytes = match tokio::time::timeout_at(deadline, read_body(headers, body, state.body_limit)).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(ApiError::new(
+                ErrorKind::RequestTimeout,
+                "the request body did not arrive within the request timeout ([server].request_timeout_secs)",
+            )
+            .with_code("request_timeout"))
+        }
+    };
     let peek = peek_request(&bytes, Requirements::CHAT).map_err(peek_error)?;
     principal.check_model(&peek.model)?;
     let target = state.router.resolve(&peek.model).map_err(resolve_error)?;
     let outgoing = OutgoingRequest {
-        endpoint_path: "/chat/completions",
         stream: peek.stream,
         request_id: request_id(headers),
     };
-    let send = state.upstream.send(&target, &outgoing, |d| {
-        rewrite_model(&bytes, peek.model_span, &peek.model, &d.upstream_model)
-    });
+    let prepare = |d: &Deployment| -> Result<Prepared, ApiError> {
+        let Some(adapter) = d.adapter else {
+            return Ok(Prepared {
+                path: Cow::Borrowed("/chat/completions"),
+                headers: Vec::new(),
+                body: rewrite_model(&bytes, peek.model_span, &peek.model, &d.upstream_model),
+            });
+        };
+        let ctx = ChatContext {
+            upstream_model: &d.upstream_model,
+            requested_model: &peek.model,
+            stream: peek.stream,
+            include_usage: peek.include_usage,
+        };
+        let req = adapter.chat_request(&bytes, &ctx)?;
+        Ok(Prepared {
+            path: Cow::Owned(req.path),
+            headers: req.headers,
+            body: req.body,
+        })
+    };
+    let send = state.upstream.send(&target, &outgoing, prepare);
     let upstream_started = Instant::now();
     let reply = match tokio::time::timeout_at(deadline, send).await {
         Ok(r) => r?,
         Err(_) => return Err(request_timeout(state)),
     };
     let mut upstream_wait = upstream_started.elapsed();
-    let resp = respond(reply, peek.stream, deadline, &mut upstream_wait).await;
+    let answer = ClientAnswer {
+        requested_model: &peek.model,
+        stream: peek.stream,
+        include_usage: peek.include_usage,
+        deadline,
+    };
+    let resp = respond(reply, &answer, &mut upstream_wait).await;
     Ok((resp, Some(upstream_wait)))
 }
 
@@ -135,36 +170,72 @@ fn routing_headers(headers: &mut HeaderMap, deployment_id: &str, attempts: u32) 
     headers.insert(ATTEMPTS_HEADER.clone(), HeaderValue::from(attempts));
 }
 
+/// What shapes the answer to the client, beyond the upstream reply itself.
+pub struct ClientAnswer<'a> {
+    pub requested_model: &'a str,
+    pub stream: bool,
+    pub include_usage: bool,
+    pub deadline: Instant,
+}
+
+fn build_failed() -> Response {
+    error_response(&ApiError::new(
+        ErrorKind::Internal,
+        "failed to build the response",
+    ))
+}
+
 /// Turn an upstream reply into the client's response. Time spent reading the
 /// upstream's body is added to `upstream_wait`.
 pub async fn respond(
     reply: UpstreamReply,
-    stream: bool,
-    deadline: Instant,
+    answer: &ClientAnswer<'_>,
     upstream_wait: &mut std::time::Duration,
 ) -> Response {
-    let status = reply.response.status();
+    let UpstreamReply {
+        response,
+        deployment,
+        attempts,
+    } = reply;
+    let ctx = ChatContext {
+        upstream_model: &deployment.upstream_model,
+        requested_model: answer.requested_model,
+        stream: answer.stream,
+        include_usage: answer.include_usage,
+    };
+    let provider: &'static str = deployment.provider.name.as_str();
+    let status = response.status();
     if !status.is_success() {
-        let mut resp = upstream_error(
-            reply.response,
-            reply.deployment.provider.name.as_str(),
-            deadline,
-        )
-        .await;
-        routing_headers(resp.headers_mut(), &reply.deployment.id, reply.attempts);
+        let body_started = Instant::now();
+        let retry_after = response.headers().get(RETRY_AFTER).cloned();
+        let body = read_capped(response, answer.deadline).await;
+        *upstream_wait += body_started.elapsed();
+        let mut resp = match deployment.adapter {
+            Some(adapter) => error_response(&adapter.error(status.as_u16(), &body)),
+            None => upstream_error(status, &body, provider),
+        };
+        if let Some(v) = retry_after {
+            resp.headers_mut().insert(RETRY_AFTER, v);
+        }
+        routing_headers(resp.headers_mut(), &deployment.id, attempts);
         return resp;
     }
-    let is_sse = reply
-        .response
+    let is_sse = response
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
-    if stream && is_sse {
-        let provider: &'static str = reply.deployment.provider.name.as_str();
+    if answer.stream && is_sse {
         let limits = SseLimits {
-            idle: reply.deployment.timeout,
-            deadline,
+            idle: deployment.timeout,
+            deadline: answer.deadline,
+        };
+        let upstream = Box::pin(response.bytes_stream());
+        let relay = match deployment.adapter {
+            None => SseRelay::pass_through(upstream, provider, limits),
+            Some(adapter) => {
+                SseRelay::translated(upstream, provider, limits, adapter.chat_stream(&ctx))
+            }
         };
         let mut builder = Response::builder()
             .status(StatusCode::OK)
@@ -172,24 +243,19 @@ pub async fn respond(
             .header(CACHE_CONTROL, "no-cache")
             .header("x-accel-buffering", "no");
         if let Some(h) = builder.headers_mut() {
-            routing_headers(h, &reply.deployment.id, reply.attempts);
+            routing_headers(h, &deployment.id, attempts);
         }
-        let sse = PassThroughSse::new(Box::pin(reply.response.bytes_stream()), provider, limits);
-        return builder.body(Body::from_stream(sse)).unwrap_or_else(|_| {
-            error_response(&ApiError::new(
-                ErrorKind::Internal,
-                "failed to build the response",
-            ))
-        });
+        return builder
+            .body(Body::from_stream(relay))
+            .unwrap_or_else(|_| build_failed());
     }
-    let content_type = reply.response.headers().get(CONTENT_TYPE).cloned();
-    let provider = reply.deployment.provider.name.as_str();
+    let content_type = response.headers().get(CONTENT_TYPE).cloned();
     let body_started = Instant::now();
-    let body = tokio::time::timeout_at(deadline, reply.response.bytes()).await;
+    let body = tokio::time::timeout_at(answer.deadline, response.bytes()).await;
     *upstream_wait += body_started.elapsed();
     let body = match body {
         Ok(Ok(b)) => b,
-        Ok(Err(e)) if e.is_timeout() => return error_response(&timeout_error(&reply.deployment)),
+        Ok(Err(e)) if e.is_timeout() => return error_response(&timeout_error(&deployment)),
         Ok(Err(e)) => {
             return error_response(
                 &ApiError::new(
@@ -210,22 +276,31 @@ pub async fn respond(
             .with_code("request_timeout"),
         ),
     };
-    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
-        return error_response(
-            &ApiError::new(
-                ErrorKind::BadGateway,
-                format!("upstream provider `{provider}` returned a response that is not valid JSON ({e})"),
+    let (body, content_type) = match deployment.adapter {
+        Some(adapter) => match adapter.chat_response(&body, &ctx) {
+            Ok(translated) => (translated, HeaderValue::from_static("application/json")),
+            Err(e) => return error_response(&e),
+        },
+        None => {
+            if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+                return error_response(
+                    &ApiError::new(
+                        ErrorKind::BadGateway,
+                        format!("upstream provider `{provider}` returned a response that is not valid JSON ({e})"),
+                    )
+                    .with_code("upstream_invalid_response"),
+                );
+            }
+            (
+                body,
+                content_type.unwrap_or_else(|| HeaderValue::from_static("application/json")),
             )
-            .with_code("upstream_invalid_response"),
-        );
-    }
+        }
+    };
     let mut resp = Response::new(Body::from(body));
     let h = resp.headers_mut();
-    h.insert(
-        CONTENT_TYPE,
-        content_type.unwrap_or_else(|| HeaderValue::from_static("application/json")),
-    );
-    routing_headers(h, &reply.deployment.id, reply.attempts);
+    h.insert(CONTENT_TYPE, content_type);
+    routing_headers(h, &deployment.id, attempts);
     resp
 }
 
@@ -248,11 +323,8 @@ async fn read_capped(mut resp: reqwest::Response, deadline: Instant) -> Bytes {
 /// keep their status (the request itself was wrong); the upstream rejecting the
 /// proxy's own credentials is the operator's problem, so it becomes a 502 rather
 /// than a 401 that would make the client doubt its own key.
-async fn upstream_error(resp: reqwest::Response, provider: &str, deadline: Instant) -> Response {
-    let status = resp.status();
-    let retry_after = resp.headers().get(RETRY_AFTER).cloned();
-    let body = read_capped(resp, deadline).await;
-    let parsed: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
+fn upstream_error(status: reqwest::StatusCode, body: &Bytes, provider: &str) -> Response {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
     let upstream_message = parsed.as_ref().and_then(|v| {
         let e = v.get("error")?;
         e.get("message")
@@ -267,7 +339,7 @@ async fn upstream_error(resp: reqwest::Response, provider: &str, deadline: Insta
         .is_some_and(|m| m.is_string());
     let code = status.as_u16();
     let detail = upstream_message.unwrap_or_else(|| {
-        let text = String::from_utf8_lossy(&body);
+        let text = String::from_utf8_lossy(body);
         let trimmed: String = text.chars().take(300).collect();
         if trimmed.trim().is_empty() {
             "empty body".to_string()
@@ -277,11 +349,12 @@ async fn upstream_error(resp: reqwest::Response, provider: &str, deadline: Insta
             trimmed
         }
     });
-    let mut out = match code {
+    match code {
         400 | 404 | 409 | 413 | 415 | 422 | 429 if openai_shaped => {
-            let mut r = Response::new(Body::from(body));
+            let mut r = Response::new(Body::from(body.clone()));
             *r.status_mut() = status;
-            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             r
         }
         400 | 404 | 409 | 413 | 415 | 422 => {
@@ -290,36 +363,52 @@ async fn upstream_error(resp: reqwest::Response, provider: &str, deadline: Insta
                 413 => ErrorKind::PayloadTooLarge,
                 _ => ErrorKind::InvalidRequest,
             };
-            let mut r = error_response(&ApiError::new(kind, format!("upstream provider `{provider}` rejected the request ({code}): {detail}")));
+            let mut r = error_response(&ApiError::new(
+                kind,
+                format!("upstream provider `{provider}` rejected the request ({code}): {detail}"),
+            ));
             *r.status_mut() = status;
             r
         }
         429 => error_response(
-            &ApiError::new(ErrorKind::RateLimited, format!("upstream provider `{provider}` is rate limiting: {detail}"))
-                .with_code("upstream_rate_limited"),
-        ),
-        401 | 403 => error_response(
             &ApiError::new(
-                ErrorKind::BadGateway,
-                format!("upstream provider `{provider}` rejected the proxy's credentials ({code}): {detail}"),
+                ErrorKind::RateLimited,
+                format!("upstream provider `{provider}` is rate limiting: {detail}"),
             )
-            .with_code("upstream_auth_failed"),
+            .with_code("upstream_rate_limited"),
         ),
+        401 | 403 => {
+            // The upstream's text may quote (part of) the proxy's own key, so it
+            // goes to the operator's log, not to the client.
+            tracing::warn!(provider, status = code, detail = %detail, "upstream rejected the proxy's credentials");
+            error_response(
+                &ApiError::new(
+                    ErrorKind::BadGateway,
+                    format!("upstream provider `{provider}` rejected the proxy's credentials ({code}); the operator must check this model's api_key"),
+                )
+                .with_code("upstream_auth_failed"),
+            )
+        }
         503 => error_response(
-            &ApiError::new(ErrorKind::ServiceUnavailable, format!("upstream provider `{provider}` is unavailable (503): {detail}"))
-                .with_code("upstream_unavailable"),
+            &ApiError::new(
+                ErrorKind::ServiceUnavailable,
+                format!("upstream provider `{provider}` is unavailable (503): {detail}"),
+            )
+            .with_code("upstream_unavailable"),
         ),
         504 => error_response(
-            &ApiError::new(ErrorKind::GatewayTimeout, format!("upstream provider `{provider}` timed out (504): {detail}"))
-                .with_code("upstream_timeout"),
+            &ApiError::new(
+                ErrorKind::GatewayTimeout,
+                format!("upstream provider `{provider}` timed out (504): {detail}"),
+            )
+            .with_code("upstream_timeout"),
         ),
         _ => error_response(
-            &ApiError::new(ErrorKind::BadGateway, format!("upstream provider `{provider}` returned {code}: {detail}"))
-                .with_code("upstream_error"),
+            &ApiError::new(
+                ErrorKind::BadGateway,
+                format!("upstream provider `{provider}` returned {code}: {detail}"),
+            )
+            .with_code("upstream_error"),
         ),
-    };
-    if let Some(v) = retry_after {
-        out.headers_mut().insert(RETRY_AFTER, v);
     }
-    out
 }

@@ -1,0 +1,8 @@
+#![forbid(unsafe_code)]
+//! Fake upstreams that follow each provider's published API reference: paths,
+//! headers, body fields, streaming framing and error shapes. Each fake records
+//! what it received and rejects what the real provider would reject, so a test
+//! through the proxy proves the translation, not just the plumbing.
+
+pub mod anthropic;
+pub mod gemini;
