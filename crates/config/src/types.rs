@@ -30,6 +30,10 @@ pub struct Config {
     pub health: Option<HealthSection>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cooldown: Option<CooldownSection>,
+    #[serde(default)]
+    pub router: RouterSection,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<TelemetrySection>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -102,6 +106,30 @@ pub struct ModelEntry {
     pub timeout_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallbacks: Vec<String>,
+    /// Models to use instead when the prompt is too long for this one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub context_window_fallbacks: Vec<String>,
+    /// The model's context window in tokens; longer prompts go to `context_window_fallbacks`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_input_tokens: Option<u64>,
+    /// Share of traffic under the `weighted` strategy (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// Requests per minute this deployment may receive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u64>,
+    /// Tokens per minute this deployment may receive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+    /// Price overrides, USD per token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_cost_per_token: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_cost_per_token: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_read_input_token_cost: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_creation_input_token_cost: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -128,15 +156,34 @@ pub struct KeyEntry {
     pub tpm: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_limit: Option<f64>,
+    /// When `budget_limit` resets; none means never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_period: Option<BudgetPeriod>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BudgetPeriod {
+    Daily,
+    Weekly,
+    Monthly,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitSection {
+    /// Requests per minute for each model group (the reference's meaning).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpm: Option<u64>,
+    /// Tokens per minute for each model group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpm: Option<u64>,
+    /// Requests per minute across the whole proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_rpm: Option<u64>,
+    /// Tokens per minute across the whole proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_tpm: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -156,6 +203,9 @@ pub struct BudgetSection {
     pub model_limits: BTreeMap<String, f64>,
     #[serde(default)]
     pub enforcement: Enforcement,
+    /// When the global and per-model budgets reset; none means never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<BudgetPeriod>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -165,6 +215,16 @@ pub struct CacheSection {
     pub ttl_seconds: u64,
     pub backend: String,
     pub backend_config: toml::Table,
+    /// `key`: each API key has its own entries; `shared`: every key shares them.
+    pub scope: CacheScope,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheScope {
+    #[default]
+    Key,
+    Shared,
 }
 
 impl Default for CacheSection {
@@ -174,6 +234,7 @@ impl Default for CacheSection {
             ttl_seconds: 300,
             backend: "memory".to_string(),
             backend_config: toml::Table::new(),
+            scope: CacheScope::Key,
         }
     }
 }
@@ -209,6 +270,68 @@ pub struct HealthSection {
 #[serde(deny_unknown_fields)]
 pub struct CooldownSection {
     pub duration_secs: u64,
+    /// Failures within `window_secs` that put a deployment in cooldown.
+    #[serde(default = "default_allowed_fails")]
+    pub allowed_fails: u32,
+    #[serde(default = "default_fail_window")]
+    pub window_secs: u64,
+}
+
+fn default_allowed_fails() -> u32 {
+    3
+}
+
+fn default_fail_window() -> u64 {
+    60
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    #[default]
+    RoundRobin,
+    Weighted,
+    LeastInFlight,
+    LowestLatency,
+    LowestCost,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouterSection {
+    pub strategy: Strategy,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OtlpProtocol {
+    #[default]
+    Http,
+    Grpc,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySection {
+    /// OTLP collector endpoint, e.g. `http://127.0.0.1:4318` (HTTP) or `:4317` (gRPC).
+    pub endpoint: String,
+    #[serde(default)]
+    pub protocol: OtlpProtocol,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, Secret>,
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// Fraction of requests traced, 0.0 to 1.0.
+    #[serde(default = "default_sampling")]
+    pub sampling_ratio: f64,
+}
+
+fn default_service_name() -> String {
+    "liter-llm".to_string()
+}
+
+fn default_sampling() -> f64 {
+    1.0
 }
 
 impl Config {

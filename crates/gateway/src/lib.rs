@@ -3,8 +3,12 @@
 //! retries, and the pass-through SSE stream.
 
 pub mod glob;
+pub mod layers;
+pub mod pipeline;
+pub mod pricing;
 pub mod router;
 pub mod stream;
+pub mod tap;
 pub mod upstream;
 
 pub use router::{Deployment, ModelGroup, ResolveError, Router, RouterError};

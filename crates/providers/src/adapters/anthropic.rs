@@ -577,12 +577,14 @@ fn assistant_blocks(m: &Value, path: &str) -> Result<Vec<Value>, ApiError> {
                     "text" => out.extend(text_part(part, &p)?),
                     // A refusal is the model's own earlier output, not something to replay.
                     "refusal" => {}
-                    other => return Err(invalid(
-                        format!("{p}.type"),
-                        format!(
+                    other => {
+                        return Err(invalid(
+                            format!("{p}.type"),
+                            format!(
                             "assistant content part type `{other}` is not supported by anthropic"
                         ),
-                    )),
+                        ))
+                    }
                 }
             }
         }
@@ -1631,7 +1633,10 @@ mod tests {
 
     fn translate_err(body: Value) -> ApiError {
         AnthropicAdapter
-            .chat_request(&serde_json::to_vec(&body).unwrap(), &ctx("claude-sonnet-4-5"))
+            .chat_request(
+                &serde_json::to_vec(&body).unwrap(),
+                &ctx("claude-sonnet-4-5"),
+            )
             .unwrap_err()
     }
 
@@ -1983,14 +1988,18 @@ mod tests {
 
     #[test]
     fn max_tokens_defaults_and_prefers_max_completion_tokens() {
-        assert_eq!(translate(json!({"messages": [user("x")]}))["max_tokens"], 4096);
+        assert_eq!(
+            translate(json!({"messages": [user("x")]}))["max_tokens"],
+            4096
+        );
         assert_eq!(
             translate(json!({"messages": [user("x")], "max_tokens": 100}))["max_tokens"],
             100
         );
         assert_eq!(
-            translate(json!({"messages": [user("x")], "max_tokens": 100, "max_completion_tokens": 200}))
-                ["max_tokens"],
+            translate(
+                json!({"messages": [user("x")], "max_tokens": 100, "max_completion_tokens": 200})
+            )["max_tokens"],
             200
         );
         let e = translate_err(json!({"messages": [user("x")], "max_tokens": 0}));
@@ -2010,9 +2019,13 @@ mod tests {
         assert_eq!(body["top_p"], 0.9);
         assert_eq!(body["stop_sequences"], json!(["END"]));
         assert_eq!(body["metadata"], json!({"user_id": "user-42"}));
-        let body = translate(json!({"messages": [user("x")], "stop": ["a", "b"], "temperature": 1.7}));
+        let body =
+            translate(json!({"messages": [user("x")], "stop": ["a", "b"], "temperature": 1.7}));
         assert_eq!(body["stop_sequences"], json!(["a", "b"]));
-        assert_eq!(body["temperature"], 1.0, "OpenAI's 0..2 clamps to Anthropic's 0..1");
+        assert_eq!(
+            body["temperature"], 1.0,
+            "OpenAI's 0..2 clamps to Anthropic's 0..1"
+        );
     }
 
     #[test]
@@ -2058,12 +2071,19 @@ mod tests {
                 json!({"type": "enabled", "budget_tokens": budget})
             );
             assert!(body["max_tokens"].as_u64().unwrap() > budget);
-            assert!(body.get("temperature").is_none(), "thinking refuses temperature");
+            assert!(
+                body.get("temperature").is_none(),
+                "thinking refuses temperature"
+            );
         }
         // A cap above the budget stays; one below it gets the budget on top.
-        let body = translate(json!({"messages": [user("x")], "reasoning_effort": "medium", "max_completion_tokens": 10000}));
+        let body = translate(
+            json!({"messages": [user("x")], "reasoning_effort": "medium", "max_completion_tokens": 10000}),
+        );
         assert_eq!(body["max_tokens"], 10000);
-        let body = translate(json!({"messages": [user("x")], "reasoning_effort": "medium", "max_completion_tokens": 500}));
+        let body = translate(
+            json!({"messages": [user("x")], "reasoning_effort": "medium", "max_completion_tokens": 500}),
+        );
         assert_eq!(body["max_tokens"], 4596);
         let body = translate(json!({"messages": [user("x")], "reasoning_effort": "none"}));
         assert!(body.get("thinking").is_none());
@@ -2118,10 +2138,7 @@ mod tests {
     #[test]
     fn json_schema_uses_native_structured_output_on_current_models() {
         let body = translate(json!({"messages": [user("x")], "response_format": person_format()}));
-        assert_eq!(
-            body["output_config"]["format"]["type"],
-            "json_schema"
-        );
+        assert_eq!(body["output_config"]["format"]["type"], "json_schema");
         assert_eq!(
             body["output_config"]["format"]["schema"]["required"],
             json!(["name", "age"])
@@ -2137,7 +2154,10 @@ mod tests {
         );
         assert!(body.get("output_config").is_none());
         assert_eq!(body["tools"][0]["name"], JSON_TOOL_NAME);
-        assert_eq!(body["tools"][0]["input_schema"]["required"], json!(["name", "age"]));
+        assert_eq!(
+            body["tools"][0]["input_schema"]["required"],
+            json!(["name", "age"])
+        );
         assert_eq!(
             body["tool_choice"],
             json!({"type": "tool", "name": JSON_TOOL_NAME})
@@ -2206,7 +2226,10 @@ mod tests {
 
     fn respond(body: Value) -> Value {
         let out = AnthropicAdapter
-            .chat_response(&serde_json::to_vec(&body).unwrap(), &ctx("claude-sonnet-4-5"))
+            .chat_response(
+                &serde_json::to_vec(&body).unwrap(),
+                &ctx("claude-sonnet-4-5"),
+            )
             .unwrap();
         serde_json::from_slice(&out).unwrap()
     }
@@ -2266,7 +2289,10 @@ mod tests {
         assert_eq!(call["function"]["name"], "get_weather");
         let args: Value =
             serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
-        assert_eq!(args, json!({"location": "San Francisco, CA", "unit": "celsius"}));
+        assert_eq!(
+            args,
+            json!({"location": "San Francisco, CA", "unit": "celsius"})
+        );
     }
 
     #[test]
@@ -2359,9 +2385,15 @@ mod tests {
         }));
         let msg = &out["choices"][0]["message"];
         assert_eq!(msg["content"], "Based on my analysis...");
-        assert_eq!(msg["reasoning_content"], "Let me analyze this step by step...");
+        assert_eq!(
+            msg["reasoning_content"],
+            "Let me analyze this step by step..."
+        );
         assert_eq!(msg["thinking_blocks"][0]["type"], "thinking");
-        assert!(msg["thinking_blocks"][0]["signature"].as_str().unwrap().starts_with("WaUj"));
+        assert!(msg["thinking_blocks"][0]["signature"]
+            .as_str()
+            .unwrap()
+            .starts_with("WaUj"));
         assert_eq!(msg["thinking_blocks"][1]["type"], "redacted_thinking");
     }
 
@@ -2406,15 +2438,50 @@ mod tests {
     #[test]
     fn upstream_errors_map_by_status() {
         let cases = [
-            (400, "invalid_request_error", ErrorKind::InvalidRequest, None),
-            (401, "authentication_error", ErrorKind::BadGateway, Some("upstream_auth_failed")),
-            (403, "permission_error", ErrorKind::BadGateway, Some("upstream_auth_failed")),
+            (
+                400,
+                "invalid_request_error",
+                ErrorKind::InvalidRequest,
+                None,
+            ),
+            (
+                401,
+                "authentication_error",
+                ErrorKind::BadGateway,
+                Some("upstream_auth_failed"),
+            ),
+            (
+                403,
+                "permission_error",
+                ErrorKind::BadGateway,
+                Some("upstream_auth_failed"),
+            ),
             (404, "not_found_error", ErrorKind::NotFound, None),
             (413, "request_too_large", ErrorKind::PayloadTooLarge, None),
-            (429, "rate_limit_error", ErrorKind::RateLimited, Some("upstream_rate_limited")),
-            (500, "api_error", ErrorKind::BadGateway, Some("upstream_error")),
-            (503, "api_error", ErrorKind::ServiceUnavailable, Some("upstream_unavailable")),
-            (529, "overloaded_error", ErrorKind::ServiceUnavailable, Some("upstream_unavailable")),
+            (
+                429,
+                "rate_limit_error",
+                ErrorKind::RateLimited,
+                Some("upstream_rate_limited"),
+            ),
+            (
+                500,
+                "api_error",
+                ErrorKind::BadGateway,
+                Some("upstream_error"),
+            ),
+            (
+                503,
+                "api_error",
+                ErrorKind::ServiceUnavailable,
+                Some("upstream_unavailable"),
+            ),
+            (
+                529,
+                "overloaded_error",
+                ErrorKind::ServiceUnavailable,
+                Some("upstream_unavailable"),
+            ),
         ];
         for (status, ty, kind, code) in cases {
             let e = AnthropicAdapter.error(status, &anthropic_error(ty, "Something specific"));
@@ -2451,7 +2518,11 @@ mod tests {
     }
 
     /// Feeds `input` in the given piece sizes (cycled) and returns the output.
-    fn run_stream(input: &[u8], pieces: &[usize], include_usage: bool) -> Result<Vec<u8>, ApiError> {
+    fn run_stream(
+        input: &[u8],
+        pieces: &[usize],
+        include_usage: bool,
+    ) -> Result<Vec<u8>, ApiError> {
         let mut t = AnthropicAdapter.chat_stream(&stream_ctx(include_usage));
         let mut out = Vec::new();
         let mut rest = input;
@@ -2469,11 +2540,16 @@ mod tests {
     /// The `data:` payloads, with `created` removed so runs compare equal.
     fn frames(out: &[u8]) -> Vec<Value> {
         let text = std::str::from_utf8(out).unwrap();
-        assert!(text.ends_with("data: [DONE]\n\n"), "ends with [DONE]: {text}");
+        assert!(
+            text.ends_with("data: [DONE]\n\n"),
+            "ends with [DONE]: {text}"
+        );
         text.split("\n\n")
             .filter(|f| !f.is_empty())
             .map(|f| {
-                let payload = f.strip_prefix("data: ").expect("every frame is a data line");
+                let payload = f
+                    .strip_prefix("data: ")
+                    .expect("every frame is a data line");
                 if payload == "[DONE]" {
                     return json!("[DONE]");
                 }
@@ -2584,7 +2660,10 @@ data: {\"type\":\"message_stop\"}\n\n";
         let f = frames(&run_stream(input.as_bytes(), &[usize::MAX], true).unwrap());
         assert_eq!(f.len(), 5);
         for chunk in &f[..3] {
-            assert!(chunk["usage"].is_null() && chunk.get("usage").is_some(), "{chunk}");
+            assert!(
+                chunk["usage"].is_null() && chunk.get("usage").is_some(),
+                "{chunk}"
+            );
         }
         assert_eq!(f[2]["choices"][0]["finish_reason"], "length");
         assert_eq!(f[3]["choices"], json!([]));
@@ -2694,13 +2773,19 @@ data: {"type":"message_stop"}
     fn documented_tool_stream_reassembles_arguments() {
         for pieces in [&[usize::MAX][..], &[1], &[5, 11]] {
             let f = frames(&run_stream(DOCS_TOOL_STREAM.as_bytes(), pieces, false).unwrap());
-            assert_eq!(content_of(&f), "Okay, let's check the weather for San Francisco, CA:");
+            assert_eq!(
+                content_of(&f),
+                "Okay, let's check the weather for San Francisco, CA:"
+            );
             let calls = tool_calls_of(&f);
             assert_eq!(calls.len(), 1);
             assert_eq!(calls[0].0, "toolu_01T1x1fJ34qAmk2tNTrN7Up6");
             assert_eq!(calls[0].1, "get_weather");
             let args: Value = serde_json::from_str(&calls[0].2).unwrap();
-            assert_eq!(args, json!({"location": "San Francisco, CA", "unit": "fahrenheit"}));
+            assert_eq!(
+                args,
+                json!({"location": "San Francisco, CA", "unit": "fahrenheit"})
+            );
             let start = f
                 .iter()
                 .find(|c| c["choices"][0]["delta"]["tool_calls"][0]["id"].is_string())
@@ -2722,7 +2807,10 @@ data: {"type":"message_stop"}
     #[test]
     fn parallel_tool_blocks_get_their_own_indices() {
         let mut input = String::from("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_p\",\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\n");
-        for (block, (id, loc)) in [("toolu_a", "Paris"), ("toolu_b", "Rome")].iter().enumerate() {
+        for (block, (id, loc)) in [("toolu_a", "Paris"), ("toolu_b", "Rome")]
+            .iter()
+            .enumerate()
+        {
             // The text block at index 0 shifts the tool blocks to 1 and 2.
             let block = block + 1;
             input.push_str(&format!("event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":{block},\"content_block\":{{\"type\":\"tool_use\",\"id\":\"{id}\",\"name\":\"get_weather\",\"input\":{{}}}}}}\n\n"));
@@ -2735,7 +2823,10 @@ data: {"type":"message_stop"}
         assert_eq!(calls.len(), 2);
         assert_eq!(calls[0].0, "toolu_a");
         assert_eq!(calls[1].0, "toolu_b");
-        assert_eq!(serde_json::from_str::<Value>(&calls[1].2).unwrap(), json!({"location": "Rome"}));
+        assert_eq!(
+            serde_json::from_str::<Value>(&calls[1].2).unwrap(),
+            json!({"location": "Rome"})
+        );
     }
 
     // The extended-thinking streaming transcript from Anthropic's docs (abridged).
@@ -2783,7 +2874,10 @@ data: {"type": "message_stop"}
             .collect();
         assert!(reasoning.starts_with("I need to find the GCD"));
         assert!(reasoning.ends_with("= 21"));
-        assert_eq!(content_of(&f), "The greatest common divisor of 1071 and 462 is **21**.");
+        assert_eq!(
+            content_of(&f),
+            "The greatest common divisor of 1071 and 462 is **21**."
+        );
         let block = f
             .iter()
             .find_map(|c| c["choices"][0]["delta"]["thinking_blocks"].as_array())
@@ -2828,7 +2922,9 @@ event: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n"
             assert_eq!(e.kind, kind, "{ty}");
             assert_eq!(e.message, "anthropic: Overloaded");
             // What came before the error was still delivered.
-            assert!(String::from_utf8(out).unwrap().contains("\"content\":\"Hello\""));
+            assert!(String::from_utf8(out)
+                .unwrap()
+                .contains("\"content\":\"Hello\""));
         }
     }
 
@@ -2837,13 +2933,17 @@ event: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n"
         let cut = DOCS_TEXT_STREAM.find("event: message_stop").unwrap();
         let mut t = AnthropicAdapter.chat_stream(&stream_ctx(true));
         let mut out = Vec::new();
-        t.feed(&DOCS_TEXT_STREAM.as_bytes()[..cut], &mut out).unwrap();
+        t.feed(&DOCS_TEXT_STREAM.as_bytes()[..cut], &mut out)
+            .unwrap();
         let e = t.finish(&mut out).unwrap_err();
         assert_eq!(e.kind, ErrorKind::BadGateway);
         assert_eq!(e.code.as_deref(), Some("upstream_stream_truncated"));
         let text = String::from_utf8(out).unwrap();
         assert!(!text.contains("[DONE]"));
-        assert!(!text.contains("\"choices\":[]"), "no usage chunk for a cut stream");
+        assert!(
+            !text.contains("\"choices\":[]"),
+            "no usage chunk for a cut stream"
+        );
 
         // An empty upstream body is truncated too.
         let mut t = AnthropicAdapter.chat_stream(&stream_ctx(false));

@@ -1,0 +1,1 @@
+//! The innermost service: route, call the upstream, shape the answer, settle.
