@@ -74,7 +74,7 @@ PROFILES = {
         "tp_concurrency": [64, 256],
         "stream_rounds": 1,
         "stream_slots": 16,
-        "stream_repeat": 2,
+        "stream_repeat": 3,
         "capacity_steps": [256, 512, 1024, 2048],
     },
 }
@@ -230,6 +230,13 @@ def proc_status_kb(pid: int, field: str) -> int | None:
     except OSError:
         return None
     return None
+
+
+def proc_fds(pid: int) -> int | None:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
 
 
 def proc_cpu_seconds(pid: int) -> float:
@@ -517,7 +524,7 @@ def measure_ceiling(tools: Tools, ports: dict, prof: dict) -> dict:
 
 def run_config(
     name: str, full_stack: bool, tools: Tools, ports: dict, prof: dict, procs: Procs,
-    workdir: Path, logdir: Path, fragments: list[dict], ceiling: float,
+    workdir: Path, logdir: Path, fragments: list[dict], ceiling: float, paced_pid: int,
 ) -> dict:
     problems: list[str] = []
     cfg_path = workdir / f"proxy-{name}.toml"
@@ -685,7 +692,7 @@ def run_config(
     for n in prof["capacity_steps"]:
         ramp = max(STREAM_PACING_MS, n // 2)  # 2 new streams per ms; all overlap (1.6 s each)
         log(f"[{name}] capacity: {n} concurrent streams through the proxy (ramp {ramp} ms)")
-        with RssSampler(pid, 0.05) as sampler:
+        with RssSampler(pid, 0.05) as sampler, RssSampler(paced_pid, 0.05) as mock_sampler:
             p = stream_bench(tools, proxy_base, key, STREAM_MODEL, n, 1, ramp, timeout=30)
         ok = p["failed"] == 0 and p["lost"] == 0 and p["stalled"] == 0 and p["peak_concurrent"] == n
         step = {
@@ -694,6 +701,8 @@ def run_config(
             "ok": ok,
             "proxy": p,
             "proxy_rss_max_kb": max(sampler.samples) if sampler.samples else None,
+            "paced_mock_rss_max_kb": max(mock_sampler.samples) if mock_sampler.samples else None,
+            "proxy_fds_after": proc_fds(pid),
         }
         steps.append(step)
         if ok:
@@ -718,11 +727,22 @@ def run_config(
         "max_streams_held": held,
         "limited_by": limited_by,
         "rss_at_max_step_kb": at_top["proxy_rss_max_kb"] if at_top else None,
+        "top_step": {
+            "streams": at_top["streams"],
+            "ttft_p50_us": at_top["proxy"]["ttft_us"]["p50"],
+            "ttft_p99_us": at_top["proxy"]["ttft_us"]["p99"],
+            "gap_p99_us": at_top["proxy"]["gap_us"]["p99"],
+            "gap_max_us": at_top["proxy"]["gap_us"]["max"],
+            "paced_mock_rss_max_kb": at_top["paced_mock_rss_max_kb"],
+        } if at_top else None,
         "criteria": f"no failed stream, every stream {STREAM_CHUNKS} content chunks + [DONE], "
         f"no gap > {STALL_FACTOR} x {STREAM_PACING_MS} ms, all streams open at once",
     }
 
     time.sleep(1.0)
+    # Open descriptors left after the streams: listener + runtime + idle pooled upstream
+    # connections the proxy keeps.
+    out["proxy_fds_after_load"] = proc_fds(pid)
     rss["after_load_kb"] = proc_status_kb(pid, "VmRSS")
     rss["peak_hwm_kb"] = proc_status_kb(pid, "VmHWM")
     out["rss"] = rss
@@ -894,11 +914,14 @@ def render_table(result: dict) -> str:
     add("ADDED TTFT p50 / p99", lambda r: f"{signed_us(r['streaming']['added_ttft_p50_us'])} / {signed_us(r['streaming']['added_ttft_p99_us'])}")
     add("gap p99 direct / proxy (ms)", lambda r: f"{r['streaming']['direct']['gap_p99_us'] / 1000:.2f} / {r['streaming']['proxy']['gap_p99_us'] / 1000:.2f}")
     add("paced streams held (max step)", lambda r: f"{r['capacity']['max_streams_held']}" + (f" (limit: {r['capacity']['limited_by'].split(' ')[0]})" if r["capacity"]["limited_by"] else ""))
+    add("top step TTFT p99 / gap max", lambda r: f"{r['capacity']['top_step']['ttft_p99_us'] / 1000:.1f} / {r['capacity']['top_step']['gap_max_us'] / 1000:.1f} ms")
     add("RSS idle", lambda r: mb(r["rss"]["idle_kb"]))
     add("RSS under c=64 (max)", lambda r: mb(r["rss"]["load_c64_max_kb"]))
     add("RSS at top stream step (max)", lambda r: mb(r["capacity"]["rss_at_max_step_kb"]))
     add("RSS peak (VmHWM)", lambda r: mb(r["rss"]["peak_hwm_kb"]))
     add("RSS after load (idle again)", lambda r: mb(r["rss"]["after_load_kb"]))
+    add("paced mock RSS at top step", lambda r: mb(r["capacity"]["top_step"]["paced_mock_rss_max_kb"]))
+    add("proxy open fds after load", lambda r: r["proxy_fds_after_load"])
     lines.append("")
     lines.append("targets:")
     for t in result["targets"]:
@@ -982,7 +1005,10 @@ def main() -> int:
         ap.error("--pin needs taskset (util-linux)")
 
     # SIGTERM behaves like Ctrl-C: unwind through `finally` and stop the children.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    def on_term(_signum, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
 
     started = time.monotonic()
     out_dir = Path(args.out)
@@ -1044,7 +1070,7 @@ def main() -> int:
             for cfg in configs:
                 result["runs"][cfg] = run_config(
                     cfg, cfg == "full_stack", tools, ports, prof, procs, workdir, logdir,
-                    fragments, result["mock_ceiling"]["rps"],
+                    fragments, result["mock_ceiling"]["rps"], paced.pid,
                 )
             for name, proc in (("mock", mock), ("paced mock", paced)):
                 if proc.poll() is not None:

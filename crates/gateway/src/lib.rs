@@ -2,11 +2,13 @@
 //! Routing: model groups and their deployments, aliases, the upstream call with
 //! retries, and the pass-through SSE stream.
 
+pub mod balance;
 pub mod glob;
 pub mod layers;
 pub mod pipeline;
 pub mod pricing;
 pub mod router;
+pub mod spend;
 pub mod stream;
 pub mod tap;
 pub mod upstream;

@@ -4,6 +4,7 @@
 //! turns. Names not configured may still match an `[[aliases]]` pattern, which
 //! lets a client call `provider/model` directly.
 
+use crate::balance::DeploymentState;
 use crate::glob::Glob;
 use http::{HeaderName, HeaderValue};
 use liter_llm_config::{Config, Secret};
@@ -11,7 +12,7 @@ use liter_llm_providers::adapters::{native, ChatAdapter};
 use liter_llm_providers::auth::static_key_header;
 use liter_llm_providers::registry::{Adapter, ProviderSpec, Registry};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +34,9 @@ pub struct Deployment {
     /// `None` for OpenAI-compatible providers, whose requests are forwarded as
     /// the client's bytes; otherwise the translation to the provider's API.
     pub adapter: Option<&'static dyn ChatAdapter>,
+    /// Share of traffic under the `weighted` strategy.
+    pub weight: u32,
+    pub state: DeploymentState,
 }
 
 impl Deployment {
@@ -45,19 +49,16 @@ impl Deployment {
 pub struct ModelGroup {
     pub name: String,
     pub deployments: Vec<Arc<Deployment>>,
-    next: AtomicUsize,
+    /// Tried in order once this group is exhausted.
+    pub fallbacks: Vec<String>,
+    /// Used instead of this group when the prompt is too long for it.
+    pub context_window_fallbacks: Vec<String>,
+    /// The smallest context window among the group's deployments.
+    pub max_input_tokens: Option<u64>,
+    pub(crate) rr: AtomicU64,
 }
 
 impl ModelGroup {
-    /// Where this request starts in the group; retries walk on from there.
-    pub fn start_index(&self) -> usize {
-        if self.deployments.len() == 1 {
-            0
-        } else {
-            self.next.fetch_add(1, Ordering::Relaxed)
-        }
-    }
-
     pub fn owned_by(&self) -> &str {
         self.deployments
             .first()
@@ -81,18 +82,17 @@ pub enum Target<'a> {
 }
 
 impl Target<'_> {
-    /// The deployment for attempt `n`, given where the request started.
-    pub fn deployment(&self, start: usize, attempt: usize) -> &Arc<Deployment> {
+    pub fn deployments(&self) -> &[Arc<Deployment>] {
         match self {
-            Target::Group(g) => &g.deployments[(start + attempt) % g.deployments.len()],
-            Target::Alias(d) => d,
+            Target::Group(g) => &g.deployments,
+            Target::Alias(d) => std::slice::from_ref(d),
         }
     }
 
-    pub fn start_index(&self) -> usize {
+    pub fn group(&self) -> Option<&ModelGroup> {
         match self {
-            Target::Group(g) => g.start_index(),
-            Target::Alias(_) => 0,
+            Target::Group(g) => Some(g),
+            Target::Alias(_) => None,
         }
     }
 }
@@ -192,18 +192,60 @@ impl Router {
                     field: &field,
                 })
                 .map_err(RouterError)?;
-            match router.groups.get_mut(&m.name) {
-                Some(g) => g.deployments.push(Arc::new(deployment)),
-                None => {
-                    router.order.push(m.name.clone());
-                    router.groups.insert(
-                        m.name.clone(),
-                        ModelGroup {
-                            name: m.name.clone(),
-                            deployments: vec![Arc::new(deployment)],
-                            next: AtomicUsize::new(0),
-                        },
-                    );
+            let deployment = Deployment {
+                weight: m.weight.unwrap_or(1),
+                ..deployment
+            };
+            if m.weight == Some(0) {
+                return Err(RouterError(format!("`{field}.weight` must be at least 1")));
+            }
+            let group = router
+                .groups
+                .entry(m.name.clone())
+                .or_insert_with(|| ModelGroup {
+                    name: m.name.clone(),
+                    deployments: Vec::new(),
+                    fallbacks: Vec::new(),
+                    context_window_fallbacks: Vec::new(),
+                    max_input_tokens: None,
+                    rr: AtomicU64::new(0),
+                });
+            if group.deployments.is_empty() {
+                router.order.push(m.name.clone());
+            }
+            group.deployments.push(Arc::new(deployment));
+            // A group's lists are the union of its entries', in config order.
+            for f in &m.fallbacks {
+                if !group.fallbacks.contains(f) {
+                    group.fallbacks.push(f.clone());
+                }
+            }
+            for f in &m.context_window_fallbacks {
+                if !group.context_window_fallbacks.contains(f) {
+                    group.context_window_fallbacks.push(f.clone());
+                }
+            }
+            if let Some(limit) = m.max_input_tokens {
+                group.max_input_tokens =
+                    Some(group.max_input_tokens.map_or(limit, |l: u64| l.min(limit)));
+            }
+        }
+        for (i, m) in config.models.iter().enumerate() {
+            for (list, field) in [
+                (&m.fallbacks, "fallbacks"),
+                (&m.context_window_fallbacks, "context_window_fallbacks"),
+            ] {
+                for f in list {
+                    if f == &m.name {
+                        return Err(RouterError(format!(
+                            "`models[{i}].{field}` names the model itself (`{f}`)"
+                        )));
+                    }
+                    if !router.groups.contains_key(f) {
+                        return Err(RouterError(format!(
+                            "`models[{i}].{field}` names `{f}`, which is not a [[models]] name"
+                        )));
+                    }
                 }
             }
         }
@@ -315,6 +357,8 @@ impl Router {
             auth,
             timeout: spec.timeout,
             adapter: native(provider.adapter),
+            weight: 1,
+            state: DeploymentState::default(),
         })
     }
 

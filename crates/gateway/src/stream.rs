@@ -6,6 +6,11 @@
 //! native providers each chunk goes through the adapter's translator, which
 //! decides when the stream finished properly.
 
+use crate::balance::InFlight;
+use crate::pipeline::dispatch::Pricer;
+use crate::pipeline::Settlement;
+use crate::router::Deployment;
+use crate::tap::UsageTap;
 use bytes::Bytes;
 use futures_util::Stream;
 use liter_llm_protocol::{ApiError, ErrorKind};
@@ -13,6 +18,7 @@ use liter_llm_providers::adapters::StreamTranslator;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
@@ -28,59 +34,6 @@ pub struct SseLimits {
     pub idle: Duration,
     /// The whole request's deadline (`[server].request_timeout_secs`).
     pub deadline: Instant,
-}
-
-pin_project_lite::pin_project! {
-    pub struct SseRelay {
-        upstream: Upstream,
-        provider: &'static str,
-        done: DoneScanner,
-        translator: Option<Box<dyn StreamTranslator>>,
-        finished: bool,
-        idle: Duration,
-        last_chunk: Instant,
-        #[pin]
-        idle_timer: Sleep,
-        #[pin]
-        deadline: Sleep,
-    }
-}
-
-impl SseRelay {
-    /// Forward an OpenAI-format stream unchanged.
-    pub fn pass_through(upstream: Upstream, provider: &'static str, limits: SseLimits) -> Self {
-        Self::new(upstream, provider, limits, None)
-    }
-
-    /// Translate a native provider's stream into OpenAI SSE.
-    pub fn translated(
-        upstream: Upstream,
-        provider: &'static str,
-        limits: SseLimits,
-        translator: Box<dyn StreamTranslator>,
-    ) -> Self {
-        Self::new(upstream, provider, limits, Some(translator))
-    }
-
-    fn new(
-        upstream: Upstream,
-        provider: &'static str,
-        limits: SseLimits,
-        translator: Option<Box<dyn StreamTranslator>>,
-    ) -> Self {
-        let now = Instant::now();
-        SseRelay {
-            upstream,
-            provider,
-            done: DoneScanner::default(),
-            translator,
-            finished: false,
-            idle: limits.idle,
-            last_chunk: now,
-            idle_timer: tokio::time::sleep_until(now + limits.idle),
-            deadline: tokio::time::sleep_until(limits.deadline),
-        }
-    }
 }
 
 /// Finds a `data: [DONE]` line in a byte stream fed chunk by chunk, including a
@@ -113,10 +66,11 @@ impl DoneScanner {
         self.found
     }
 
+    pub fn found(&self) -> bool {
+        self.found
+    }
+
     fn found_across_boundary(&self, chunk: &[u8]) -> bool {
-        if self.tail.is_empty() {
-            return false;
-        }
         let head = &chunk[..chunk.len().min(DONE_MARKER.len())];
         let mut joined = Vec::with_capacity(self.tail.len() + head.len());
         joined.extend_from_slice(&self.tail);
@@ -138,6 +92,152 @@ impl DoneScanner {
     }
 }
 
+/// Meters one streamed answer: reads usage off the OpenAI-format bytes on their
+/// way to the client, and settles the request when the stream ends, however it
+/// ends (finished, cut, timed out, or dropped because the client left).
+pub struct RelayMeter {
+    settlement: Settlement,
+    deployment: Arc<Deployment>,
+    pricer: Pricer,
+    in_flight: Option<InFlight>,
+    tap: UsageTap,
+    finished: bool,
+}
+
+impl RelayMeter {
+    /// `strip_usage_chunk`: the proxy asked for usage on the client's behalf, so
+    /// the usage-only chunk is removed before the client sees it.
+    pub fn new(
+        settlement: Settlement,
+        deployment: Arc<Deployment>,
+        pricer: Pricer,
+        in_flight: InFlight,
+        strip_usage_chunk: bool,
+    ) -> RelayMeter {
+        RelayMeter {
+            settlement,
+            deployment,
+            pricer,
+            in_flight: Some(in_flight),
+            tap: UsageTap::new(strip_usage_chunk),
+            finished: false,
+        }
+    }
+
+    fn finish(&mut self, completed: bool) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let usage = self.tap.usage;
+        let cost = usage
+            .as_ref()
+            .map_or(0.0, |u| (self.pricer)(&self.deployment, u));
+        let reasons = std::mem::take(&mut self.tap.finish_reasons);
+        let model = self.tap.response_model.take();
+        self.settlement.update(|o| {
+            o.usage = usage;
+            o.cost_usd = cost;
+            o.completed = completed;
+            o.finish_reasons = reasons;
+            o.response_model = model;
+            if !completed && o.error_type.is_none() {
+                o.error_type = Some("stream_incomplete".to_string());
+            }
+        });
+        self.in_flight.take();
+        self.settlement.settle();
+    }
+}
+
+impl Drop for RelayMeter {
+    fn drop(&mut self) {
+        self.finish(false);
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub struct SseRelay {
+        upstream: Upstream,
+        provider: &'static str,
+        done: DoneScanner,
+        translator: Option<Box<dyn StreamTranslator>>,
+        meter: RelayMeter,
+        finished: bool,
+        idle: Duration,
+        last_chunk: Instant,
+        #[pin]
+        idle_timer: Sleep,
+        #[pin]
+        deadline: Sleep,
+    }
+}
+
+impl SseRelay {
+    /// Forward an OpenAI-format stream as it comes.
+    pub fn pass_through(
+        upstream: Upstream,
+        provider: &'static str,
+        limits: SseLimits,
+        meter: RelayMeter,
+    ) -> Self {
+        Self::new(upstream, provider, limits, meter, None)
+    }
+
+    /// Translate a native provider's stream into OpenAI SSE.
+    pub fn translated(
+        upstream: Upstream,
+        provider: &'static str,
+        limits: SseLimits,
+        meter: RelayMeter,
+        translator: Box<dyn StreamTranslator>,
+    ) -> Self {
+        Self::new(upstream, provider, limits, meter, Some(translator))
+    }
+
+    fn new(
+        upstream: Upstream,
+        provider: &'static str,
+        limits: SseLimits,
+        meter: RelayMeter,
+        translator: Option<Box<dyn StreamTranslator>>,
+    ) -> Self {
+        let now = Instant::now();
+        SseRelay {
+            upstream,
+            provider,
+            done: DoneScanner::default(),
+            translator,
+            meter,
+            finished: false,
+            idle: limits.idle,
+            last_chunk: now,
+            idle_timer: tokio::time::sleep_until(now + limits.idle),
+            deadline: tokio::time::sleep_until(limits.deadline),
+        }
+    }
+}
+
+/// End the stream with an error event; the request settles as incomplete.
+fn fail(
+    meter: &mut RelayMeter,
+    finished: &mut bool,
+    mut out: Vec<u8>,
+    err: &ApiError,
+) -> Poll<Option<Result<Bytes, Infallible>>> {
+    *finished = true;
+    meter.settlement.update(|o| {
+        o.error_type = Some(
+            err.code
+                .clone()
+                .unwrap_or_else(|| err.kind.type_str().to_string()),
+        )
+    });
+    out.extend_from_slice(&err.to_sse_event());
+    meter.finish(false);
+    Poll::Ready(Some(Ok(Bytes::from(out))))
+}
+
 impl Stream for SseRelay {
     type Item = Result<Bytes, Infallible>;
 
@@ -147,10 +247,12 @@ impl Stream for SseRelay {
             return Poll::Ready(None);
         }
         if this.deadline.as_mut().poll(cx).is_ready() {
-            *this.finished = true;
-            let err = ApiError::new(ErrorKind::GatewayTimeout, "the request exceeded the proxy's request timeout ([server].request_timeout_secs) while streaming")
-                .with_code("request_timeout");
-            return Poll::Ready(Some(Ok(err.to_sse_event())));
+            let err = ApiError::new(
+                ErrorKind::GatewayTimeout,
+                "the request exceeded the proxy's request timeout ([server].request_timeout_secs) while streaming",
+            )
+            .with_code("request_timeout");
+            return fail(this.meter, this.finished, Vec::new(), &err);
         }
         loop {
             match this.upstream.as_mut().poll_next(cx) {
@@ -158,22 +260,29 @@ impl Stream for SseRelay {
                     *this.last_chunk = Instant::now();
                     let Some(translator) = this.translator.as_mut() else {
                         this.done.feed(&chunk);
-                        return Poll::Ready(Some(Ok(chunk)));
+                        let out = this.meter.tap.process(chunk);
+                        if out.is_empty() {
+                            continue;
+                        }
+                        return Poll::Ready(Some(Ok(out)));
                     };
-                    let mut out = Vec::new();
-                    if let Err(e) = translator.feed(&chunk, &mut out) {
-                        *this.finished = true;
-                        out.extend_from_slice(&e.to_sse_event());
+                    let mut translated = Vec::new();
+                    if let Err(e) = translator.feed(&chunk, &mut translated) {
+                        let mut out = this.meter.tap.process(Bytes::from(translated)).to_vec();
+                        out.extend_from_slice(&this.meter.tap.flush());
+                        return fail(this.meter, this.finished, out, &e);
                     }
+                    let out = this.meter.tap.process(Bytes::from(translated));
                     if out.is_empty() {
                         // A partial provider frame: nothing to send yet.
                         continue;
                     }
-                    return Poll::Ready(Some(Ok(Bytes::from(out))));
+                    return Poll::Ready(Some(Ok(out)));
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    *this.finished = true;
                     if this.translator.is_none() && this.done.found {
+                        *this.finished = true;
+                        this.meter.finish(true);
                         return Poll::Ready(None);
                     }
                     let err = ApiError::new(
@@ -185,19 +294,27 @@ impl Stream for SseRelay {
                         ),
                     )
                     .with_code("upstream_stream_error");
-                    return Poll::Ready(Some(Ok(err.to_sse_event())));
+                    let rest = this.meter.tap.flush().to_vec();
+                    return fail(this.meter, this.finished, rest, &err);
                 }
                 Poll::Ready(None) => {
-                    *this.finished = true;
                     if let Some(translator) = this.translator.as_mut() {
-                        let mut out = Vec::new();
-                        if let Err(e) = translator.finish(&mut out) {
-                            out.extend_from_slice(&e.to_sse_event());
+                        let mut translated = Vec::new();
+                        let finished = translator.finish(&mut translated);
+                        let mut out = this.meter.tap.process(Bytes::from(translated)).to_vec();
+                        out.extend_from_slice(&this.meter.tap.flush());
+                        if let Err(e) = finished {
+                            return fail(this.meter, this.finished, out, &e);
                         }
+                        *this.finished = true;
+                        this.meter.finish(true);
                         return Poll::Ready((!out.is_empty()).then(|| Ok(Bytes::from(out))));
                     }
+                    let rest = this.meter.tap.flush();
                     if this.done.found {
-                        return Poll::Ready(None);
+                        *this.finished = true;
+                        this.meter.finish(true);
+                        return Poll::Ready((!rest.is_empty()).then_some(Ok(rest)));
                     }
                     let err = ApiError::new(
                         ErrorKind::BadGateway,
@@ -207,7 +324,7 @@ impl Stream for SseRelay {
                         ),
                     )
                     .with_code("upstream_stream_truncated");
-                    return Poll::Ready(Some(Ok(err.to_sse_event())));
+                    return fail(this.meter, this.finished, rest.to_vec(), &err);
                 }
                 Poll::Pending => {
                     // The idle timer is re-armed lazily: resetting it on every chunk
@@ -221,17 +338,17 @@ impl Stream for SseRelay {
                             this.idle_timer.as_mut().reset(due);
                             continue;
                         }
-                        *this.finished = true;
                         let err = ApiError::new(
-                        ErrorKind::GatewayTimeout,
-                        format!(
-                            "upstream provider `{}` sent nothing for {} s mid-stream (timeout_secs)",
-                            this.provider,
-                            this.idle.as_secs()
-                        ),
-                    )
-                    .with_code("upstream_timeout");
-                        return Poll::Ready(Some(Ok(err.to_sse_event())));
+                            ErrorKind::GatewayTimeout,
+                            format!(
+                                "upstream provider `{}` sent nothing for {} s mid-stream (timeout_secs)",
+                                this.provider,
+                                this.idle.as_secs()
+                            ),
+                        )
+                        .with_code("upstream_timeout");
+                        let rest = this.meter.tap.flush().to_vec();
+                        return fail(this.meter, this.finished, rest, &err);
                     }
                 }
             }

@@ -40,13 +40,20 @@ impl From<WireUsage> for Usage {
         Usage {
             prompt_tokens: w.prompt_tokens,
             completion_tokens: w.completion_tokens,
-            cached_tokens: w.prompt_tokens_details.as_ref().and_then(|d| d.cached_tokens).unwrap_or(0),
+            cached_tokens: w
+                .prompt_tokens_details
+                .as_ref()
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0),
             cache_write_tokens: w
                 .prompt_tokens_details
                 .as_ref()
                 .and_then(|d| d.cache_creation_input_tokens)
                 .unwrap_or(0),
-            reasoning_tokens: w.completion_tokens_details.and_then(|d| d.reasoning_tokens).unwrap_or(0),
+            reasoning_tokens: w
+                .completion_tokens_details
+                .and_then(|d| d.reasoning_tokens)
+                .unwrap_or(0),
         }
     }
 }
@@ -70,7 +77,10 @@ pub(crate) struct WireAnswer<'a> {
 
 impl WireAnswer<'_> {
     pub(crate) fn finish_reasons(&self) -> impl Iterator<Item = &str> {
-        self.choices.iter().flatten().filter_map(|c| c.finish_reason.as_deref())
+        self.choices
+            .iter()
+            .flatten()
+            .filter_map(|c| c.finish_reason.as_deref())
     }
 
     fn has_no_choices(&self) -> bool {
@@ -82,7 +92,11 @@ impl WireAnswer<'_> {
 pub(crate) fn read_answer(body: &[u8]) -> Option<(Option<Usage>, Option<String>, Vec<String>)> {
     let a: WireAnswer<'_> = serde_json::from_slice(body).ok()?;
     let reasons = a.finish_reasons().map(str::to_string).collect();
-    Some((a.usage.map(Usage::from), a.model.map(|m| m.into_owned()), reasons))
+    Some((
+        a.usage.map(Usage::from),
+        a.model.map(|m| m.into_owned()),
+        reasons,
+    ))
 }
 
 #[derive(Default)]
@@ -172,7 +186,8 @@ impl UsageTap {
         let Ok(answer) = serde_json::from_slice::<WireAnswer<'_>>(json) else {
             return true;
         };
-        self.finish_reasons.extend(answer.finish_reasons().map(str::to_string));
+        self.finish_reasons
+            .extend(answer.finish_reasons().map(str::to_string));
         if self.response_model.is_none() {
             self.response_model = answer.model.as_deref().map(str::to_string);
         }
@@ -243,7 +258,10 @@ mod tests {
         let out = run(&mut tap, &[CHUNK, FINISH, USAGE, DONE]);
         assert_eq!(out, all);
         let u = tap.usage.unwrap_or_default();
-        assert_eq!((u.prompt_tokens, u.completion_tokens, u.cached_tokens), (11, 7, 3));
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.cached_tokens),
+            (11, 7, 3)
+        );
         assert_eq!(tap.finish_reasons, vec!["stop"]);
         assert_eq!(tap.response_model.as_deref(), Some("gpt-4o-2024"));
     }

@@ -1,9 +1,8 @@
-//! The upstream call: pick a deployment, send, and retry retryable failures on the
-//! next deployment with jittered backoff. Nothing here has reached the client yet,
-//! so retrying is always safe at this point; once the response is handed back the
-//! caller owns it and never retries.
+//! One upstream attempt, and the facts retry decisions need (which statuses are
+//! retryable, `Retry-After`, backoff). The retry loop itself lives in
+//! `pipeline::dispatch`, where cooldown and fallbacks are decided too.
 
-use crate::router::{Deployment, Target};
+use crate::router::Deployment;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use liter_llm_protocol::{ApiError, ErrorKind};
@@ -13,7 +12,7 @@ use std::time::Duration;
 
 /// The longest `Retry-After` we will sleep through on the client's behalf; a
 /// longer one is passed back to the client instead.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 const BASE_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -44,11 +43,11 @@ pub struct Prepared {
     pub body: Bytes,
 }
 
-fn retryable_status(status: reqwest::StatusCode) -> bool {
+pub fn retryable_status(status: reqwest::StatusCode) -> bool {
     matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
 }
 
-fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+pub fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
     let v = resp
         .headers()
         .get(reqwest::header::RETRY_AFTER)?
@@ -61,7 +60,7 @@ fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
         .map(Duration::from_secs_f64)
 }
 
-fn backoff(attempt: u32) -> Duration {
+pub fn backoff(attempt: u32) -> Duration {
     let exp = BASE_BACKOFF
         .saturating_mul(1u32 << attempt.min(5))
         .min(MAX_BACKOFF);
@@ -79,6 +78,14 @@ fn describe(url: &str) -> &str {
 }
 
 impl Upstream {
+    pub fn max_retries(&self) -> u32 {
+        self.max_retries
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     pub fn new(client: reqwest::Client, max_retries: u32) -> Upstream {
         Upstream {
             client,
@@ -86,62 +93,8 @@ impl Upstream {
         }
     }
 
-    /// Send `prepare(deployment)` to the target, retrying per `[general].max_retries`.
-    /// A request the deployment's adapter cannot express fails at once: it is the
-    /// client's error, not the upstream's.
-    pub async fn send(
-        &self,
-        target: &Target<'_>,
-        req: &OutgoingRequest<'_>,
-        prepare: impl Fn(&Deployment) -> Result<Prepared, ApiError>,
-    ) -> Result<UpstreamReply, ApiError> {
-        let start = target.start_index();
-        let mut attempt: u32 = 0;
-        loop {
-            let deployment = target.deployment(start, attempt as usize);
-            let outcome = self.send_once(deployment, req, prepare(deployment)?).await;
-            let last = attempt >= self.max_retries;
-            match outcome {
-                Ok(response) => {
-                    let status = response.status();
-                    if !retryable_status(status) || last {
-                        return Ok(UpstreamReply {
-                            response,
-                            deployment: deployment.clone(),
-                            attempts: attempt + 1,
-                        });
-                    }
-                    let wait = match retry_after(&response) {
-                        Some(d) if d > MAX_RETRY_AFTER => {
-                            return Ok(UpstreamReply {
-                                response,
-                                deployment: deployment.clone(),
-                                attempts: attempt + 1,
-                            })
-                        }
-                        Some(d) => d,
-                        None => backoff(attempt),
-                    };
-                    tracing::warn!(
-                        deployment = %deployment.id, status = status.as_u16(), attempt,
-                        "retryable upstream status; retrying"
-                    );
-                    drop(response);
-                    tokio::time::sleep(wait).await;
-                }
-                Err(err) => {
-                    if last {
-                        return Err(err);
-                    }
-                    tracing::warn!(deployment = %deployment.id, attempt, error = %err.message, "upstream failed; retrying");
-                    tokio::time::sleep(backoff(attempt)).await;
-                }
-            }
-            attempt += 1;
-        }
-    }
-
-    async fn send_once(
+    /// One attempt against one deployment.
+    pub async fn send_once(
         &self,
         d: &Deployment,
         req: &OutgoingRequest<'_>,

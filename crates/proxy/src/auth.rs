@@ -11,6 +11,7 @@ use http::request::Parts;
 use http::HeaderMap;
 use liter_llm_config::Config;
 use liter_llm_gateway::glob::Glob;
+use liter_llm_gateway::pipeline::{Caller, KeyLimits};
 use liter_llm_gateway::Router;
 use liter_llm_protocol::{ApiError, ErrorKind};
 use sha2::{Digest, Sha256};
@@ -47,9 +48,11 @@ impl AllowList {
 #[derive(Debug)]
 pub struct VirtualKey {
     /// A short digest prefix, safe to log, that identifies the key to operators.
-    pub id: String,
+    pub id: Arc<str>,
     pub description: Option<String>,
     pub allow: AllowList,
+    /// `None` when the key has no limits of its own.
+    pub limits: Option<Arc<KeyLimits>>,
 }
 
 /// Who is calling.
@@ -61,7 +64,29 @@ pub enum Principal {
     Anonymous,
 }
 
+static MASTER_ID: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("master"));
+static ANONYMOUS_ID: std::sync::LazyLock<Arc<str>> =
+    std::sync::LazyLock::new(|| Arc::from("anonymous"));
+
 impl Principal {
+    /// The caller as the pipeline sees it: a loggable id and the key's limits.
+    pub fn caller(&self) -> Caller {
+        match self {
+            Principal::Master => Caller {
+                key_id: MASTER_ID.clone(),
+                limits: None,
+            },
+            Principal::Anonymous => Caller {
+                key_id: ANONYMOUS_ID.clone(),
+                limits: None,
+            },
+            Principal::Key(k) => Caller {
+                key_id: k.id.clone(),
+                limits: k.limits.clone(),
+            },
+        }
+    }
+
     pub fn may_use(&self, model: &str) -> bool {
         match self {
             Principal::Master | Principal::Anonymous => true,
@@ -75,7 +100,7 @@ impl Principal {
             return Ok(());
         }
         let id = match self {
-            Principal::Key(k) => k.id.as_str(),
+            Principal::Key(k) => &*k.id,
             _ => "",
         };
         Err(ApiError::new(
@@ -130,6 +155,15 @@ impl KeyStore {
                 AllowList::Only { exact, globs }
             };
             let id: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+            let limits =
+                (k.rpm.is_some() || k.tpm.is_some() || k.budget_limit.is_some()).then(|| {
+                    Arc::new(KeyLimits {
+                        rpm: k.rpm,
+                        tpm: k.tpm,
+                        budget_limit: k.budget_limit,
+                        budget_period: k.budget_period,
+                    })
+                });
             tracing::info!(
                 key_id = %id,
                 description = k.description.as_deref().unwrap_or(""),
@@ -139,9 +173,10 @@ impl KeyStore {
             keys.insert(
                 digest,
                 Arc::new(VirtualKey {
-                    id,
+                    id: Arc::from(id),
                     description: k.description.clone(),
                     allow,
+                    limits,
                 }),
             );
         }

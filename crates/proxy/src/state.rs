@@ -3,15 +3,20 @@
 use crate::auth::KeyStore;
 use crate::metrics::Metrics;
 use liter_llm_config::Config;
+use liter_llm_gateway::balance::CooldownPolicy;
+use liter_llm_gateway::pipeline::dispatch::{Dispatch, DispatchCore, Pricer};
+use liter_llm_gateway::pipeline::ChatService;
 use liter_llm_gateway::{Router, Upstream};
 use liter_llm_providers::client::{build_client, ClientOptions};
 use liter_llm_providers::registry::Registry;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub struct AppState {
-    pub router: Router,
-    pub upstream: Upstream,
+    pub router: Arc<Router>,
+    /// The chat pipeline: the configured layers around the dispatcher.
+    pub chat: ChatService,
     pub keys: KeyStore,
     pub body_limit: usize,
     pub request_timeout: Duration,
@@ -40,14 +45,34 @@ impl AppState {
     ) -> Result<AppState, BuildError> {
         let registry = Registry::builtin()
             .map_err(|e| BuildError::Config(format!("provider registry: {e}")))?;
-        let router =
-            Router::from_config(config, registry, env).map_err(|e| BuildError::Config(e.0))?;
+        let router = Arc::new(
+            Router::from_config(config, registry, env).map_err(|e| BuildError::Config(e.0))?,
+        );
         let keys = KeyStore::from_config(config, &router).map_err(BuildError::Config)?;
         let client = build_client(&ClientOptions::default())
             .map_err(|e| BuildError::Client(e.to_string()))?;
+        let cooldown = match &config.cooldown {
+            Some(c) => CooldownPolicy {
+                enabled: c.duration_secs > 0,
+                duration: Duration::from_secs(c.duration_secs),
+                allowed_fails: c.allowed_fails.max(1),
+                window: Duration::from_secs(c.window_secs.max(1)),
+            },
+            None => CooldownPolicy::default(),
+        };
+        let pricer: Pricer = Arc::new(|_, _| 0.0);
+        let dispatch = Dispatch::new(DispatchCore {
+            router: router.clone(),
+            upstream: Upstream::new(client, config.general.max_retries),
+            strategy: config.router.strategy,
+            cooldown,
+            pricer,
+        });
+        let chat =
+            liter_llm_gateway::layers::build(config, dispatch).map_err(BuildError::Config)?;
         Ok(AppState {
             router,
-            upstream: Upstream::new(client, config.general.max_retries),
+            chat,
             keys,
             body_limit: usize::try_from(config.server.body_limit_bytes).unwrap_or(usize::MAX),
             request_timeout: Duration::from_secs(config.server.request_timeout_secs),

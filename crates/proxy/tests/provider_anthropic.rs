@@ -60,7 +60,10 @@ fn sse_frames(text: &str) -> Vec<Value> {
     text.split("\n\n")
         .filter(|f| !f.trim().is_empty())
         .map(|f| {
-            let payload = f.trim().strip_prefix("data: ").unwrap_or_else(|| panic!("not a data frame: {f:?}"));
+            let payload = f
+                .trim()
+                .strip_prefix("data: ")
+                .unwrap_or_else(|| panic!("not a data frame: {f:?}"));
             if payload == "[DONE]" {
                 Value::String("[DONE]".into())
             } else {
@@ -91,7 +94,11 @@ fn content_of(frames: &[Value]) -> String {
 fn tool_calls_of(frames: &[Value]) -> Vec<(String, String, String)> {
     let mut calls: Vec<(String, String, String)> = Vec::new();
     for f in frames {
-        for tc in f["choices"][0]["delta"]["tool_calls"].as_array().into_iter().flatten() {
+        for tc in f["choices"][0]["delta"]["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let i = tc["index"].as_u64().unwrap() as usize;
             while calls.len() <= i {
                 calls.push(Default::default());
@@ -102,7 +109,9 @@ fn tool_calls_of(frames: &[Value]) -> Vec<(String, String, String)> {
             if let Some(name) = tc["function"]["name"].as_str() {
                 calls[i].1 = name.to_string();
             }
-            calls[i].2.push_str(tc["function"]["arguments"].as_str().unwrap_or(""));
+            calls[i]
+                .2
+                .push_str(tc["function"]["arguments"].as_str().unwrap_or(""));
         }
     }
     calls
@@ -164,7 +173,10 @@ async fn upstream_sees_anthropic_headers_and_never_the_client_key() {
         .starts_with("application/json"));
     for (name, value) in &req.headers {
         assert!(
-            !value.as_bytes().windows(MASTER.len()).any(|w| w == MASTER.as_bytes()),
+            !value
+                .as_bytes()
+                .windows(MASTER.len())
+                .any(|w| w == MASTER.as_bytes()),
             "the client's proxy key leaked upstream in `{name}`"
         );
     }
@@ -190,7 +202,9 @@ async fn stream_text_reassembles_and_ends_with_done() {
     let chunks: Vec<&Value> = frames.iter().filter(|f| f.is_object()).collect();
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
     let id = chunks[0]["id"].as_str().unwrap();
-    assert!(chunks.iter().all(|c| c["id"] == id && c["model"] == "claude"));
+    assert!(chunks
+        .iter()
+        .all(|c| c["id"] == id && c["model"] == "claude"));
     assert!(chunks
         .iter()
         .all(|c| c["object"] == "chat.completion.chunk"));
@@ -209,7 +223,8 @@ async fn stream_text_reassembles_and_ends_with_done() {
 #[tokio::test(flavor = "multi_thread")]
 async fn tool_call_non_stream_and_result_round_trip() {
     let (fake, proxy) = setup().await;
-    let mut messages = vec![json!({"role": "user", "content": "What's the weather in San Francisco?"})];
+    let mut messages =
+        vec![json!({"role": "user", "content": "What's the weather in San Francisco?"})];
     let v = json_ok(
         post_chat(
             &proxy,
@@ -230,7 +245,10 @@ async fn tool_call_non_stream_and_result_round_trip() {
     assert_eq!(args["location"], "San Francisco, CA");
     let sent = &fake.requests()[0].body;
     assert_eq!(sent["tools"][0]["name"], "get_weather");
-    assert_eq!(sent["tools"][0]["input_schema"]["required"], json!(["location"]));
+    assert_eq!(
+        sent["tools"][0]["input_schema"]["required"],
+        json!(["location"])
+    );
     assert_eq!(sent["tool_choice"], json!({"type": "auto"}));
 
     // Send the call back with its result: the fake checks the tool_use/tool_result pairing.
@@ -277,13 +295,18 @@ async fn streamed_tool_arguments_reassemble_to_valid_json() {
     assert!(calls[0].0.starts_with("toolu_"));
     assert_eq!(calls[0].1, "get_weather");
     let args: Value = serde_json::from_str(&calls[0].2).unwrap();
-    assert_eq!(args, json!({"location": "San Francisco, CA", "unit": "celsius"}));
+    assert_eq!(
+        args,
+        json!({"location": "San Francisco, CA", "unit": "celsius"})
+    );
     // Arguments arrived in several pieces, not one.
     let pieces = frames
         .iter()
-        .filter(|f| f["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
-            .as_str()
-            .is_some_and(|a| !a.is_empty()))
+        .filter(|f| {
+            f["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
+                .as_str()
+                .is_some_and(|a| !a.is_empty())
+        })
         .count();
     assert!(pieces > 1, "{pieces} argument pieces");
     let finish: Vec<&str> = frames
@@ -328,7 +351,10 @@ async fn upstream_400_keeps_its_message() {
     fake.set_next_documented_error(400);
     let body = json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}]});
     let (message, _) = error_message(post_chat(&proxy, MASTER, &body).await, 400).await;
-    assert!(message.contains("anthropic: max_tokens: Field required"), "{message}");
+    assert!(
+        message.contains("anthropic: max_tokens: Field required"),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -337,7 +363,12 @@ async fn upstream_429_is_a_rate_limit_with_retry_after() {
     fake.set_next_documented_error(429);
     let body = json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}]});
     let resp = post_chat(&proxy, MASTER, &body).await;
-    assert_eq!(resp.headers().get("retry-after").map(|v| v.to_str().unwrap()), Some("1"));
+    assert_eq!(
+        resp.headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap()),
+        Some("1")
+    );
     let (message, v) = error_message(resp, 429).await;
     assert!(message.contains("rate limit"), "{message}");
     assert_eq!(v["error"]["type"], "rate_limit_error");
@@ -375,7 +406,10 @@ async fn request_the_api_would_reject_is_refused_before_sending() {
         ],
     });
     let (_, v) = error_message(post_chat(&proxy, MASTER, &body).await, 400).await;
-    assert_eq!(v["error"]["param"], "messages[1].tool_calls[0].function.arguments");
+    assert_eq!(
+        v["error"]["param"],
+        "messages[1].tool_calls[0].function.arguments"
+    );
     let body = json!({"model": "claude", "messages": [{"role": "user", "content": "q"}], "n": 2});
     let (message, _) = error_message(post_chat(&proxy, MASTER, &body).await, 400).await;
     assert_eq!(message, "n > 1 is not supported by anthropic");
@@ -389,13 +423,17 @@ async fn stream_error_event_becomes_an_error_frame_without_done() {
         error_type: "overloaded_error".into(),
         message: "Overloaded".into(),
     });
-    let body = json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}], "stream": true});
+    let body =
+        json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}], "stream": true});
     let text = stream_text(post_chat(&proxy, MASTER, &body).await).await;
     assert!(!text.contains("[DONE]"), "{text}");
     let frames = sse_frames(&text);
     let last = frames.last().unwrap();
     assert!(
-        last["error"]["message"].as_str().unwrap().contains("Overloaded"),
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Overloaded"),
         "{last}"
     );
 }
@@ -404,7 +442,8 @@ async fn stream_error_event_becomes_an_error_frame_without_done() {
 async fn truncated_stream_ends_with_an_error_not_done() {
     let (fake, proxy) = setup().await;
     fake.push_fault(Fault::TruncateStream);
-    let body = json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}], "stream": true});
+    let body =
+        json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}], "stream": true});
     let text = stream_text(post_chat(&proxy, MASTER, &body).await).await;
     assert!(!text.contains("[DONE]"), "{text}");
     let frames = sse_frames(&text);
@@ -431,7 +470,10 @@ async fn json_schema_uses_structured_output() {
     let v = json_ok(post_chat(&proxy, MASTER, &body).await).await;
     let content: Value =
         serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
-    assert!(content["name"].is_string() && content["age"].is_i64(), "{content}");
+    assert!(
+        content["name"].is_string() && content["age"].is_i64(),
+        "{content}"
+    );
     let sent = &fake.requests()[0].body;
     assert_eq!(sent["output_config"]["format"]["type"], "json_schema");
 }
@@ -447,10 +489,19 @@ async fn reasoning_effort_enables_thinking_and_returns_reasoning_content() {
     });
     let v = json_ok(post_chat(&proxy, MASTER, &body).await).await;
     let msg = &v["choices"][0]["message"];
-    assert!(msg["reasoning_content"].as_str().unwrap().contains("step by step"));
-    assert!(msg["content"].as_str().unwrap().starts_with("Hello from fake Claude!"));
+    assert!(msg["reasoning_content"]
+        .as_str()
+        .unwrap()
+        .contains("step by step"));
+    assert!(msg["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("Hello from fake Claude!"));
     let sent = &fake.requests()[0].body;
-    assert_eq!(sent["thinking"], json!({"type": "enabled", "budget_tokens": 1024}));
+    assert_eq!(
+        sent["thinking"],
+        json!({"type": "enabled", "budget_tokens": 1024})
+    );
     assert!(sent["max_tokens"].as_u64().unwrap() > 1024);
 
     let body = json!({

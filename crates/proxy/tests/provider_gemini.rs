@@ -93,7 +93,10 @@ fn assert_upstream_auth(fake: &FakeGemini) {
         assert!(r.headers.get("authorization").is_none(), "{:?}", r.headers);
         for (name, value) in &r.headers {
             assert!(
-                !value.as_bytes().windows(MASTER.len()).any(|w| w == MASTER.as_bytes()),
+                !value
+                    .as_bytes()
+                    .windows(MASTER.len())
+                    .any(|w| w == MASTER.as_bytes()),
                 "the client's key leaked upstream in `{name}`"
             );
         }
@@ -218,7 +221,8 @@ async fn tool_call_round_trip_non_stream() {
     let call = &choice["message"]["tool_calls"][0];
     assert_eq!(call["type"], "function");
     assert_eq!(call["function"]["name"], "get_weather");
-    let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    let args: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
     assert_eq!(args, json!({"city": "fake"}));
     let seen = &fake.requests()[0].body;
     assert_eq!(
@@ -292,7 +296,11 @@ async fn tool_call_stream() {
     assert_eq!(calls[0]["function"]["arguments"], "{\"city\":\"fake\"}");
     let last = chunks.last().unwrap();
     assert_eq!(last["choices"][0]["finish_reason"], "tool_calls");
-    assert!(chunks.iter().all(|c| c.get("usage").is_none()));
+    // The proxy asks for usage to meter the stream and strips the usage-only
+    // chunk; `"usage": null` on content chunks is what OpenAI sends too.
+    assert!(chunks
+        .iter()
+        .all(|c| c.get("usage").is_none_or(|u| u.is_null())));
     assert_eq!(
         fake.requests()[0].body["toolConfig"],
         json!({"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_weather"]}})
@@ -344,10 +352,14 @@ async fn upstream_errors_are_mapped() {
     fake.fail_next(GeminiFault::Unavailable);
     let resp = post_chat(&proxy, MASTER, &chat("gem")).await;
     let (message, _) = error_message(resp, 503).await;
-    assert_eq!(message, "gemini: The model is overloaded. Please try again later.");
+    assert_eq!(
+        message,
+        "gemini: The model is overloaded. Please try again later."
+    );
 
     // The fake rejects the request itself: a client error stays a 400.
-    let bad = json!({"model": "gem", "messages": [{"role": "user", "content": "x"}], "temperature": 7});
+    let bad =
+        json!({"model": "gem", "messages": [{"role": "user", "content": "x"}], "temperature": 7});
     let resp = post_chat(&proxy, MASTER, &bad).await;
     let (message, _) = error_message(resp, 400).await;
     assert!(message.contains("temperature"), "{message}");

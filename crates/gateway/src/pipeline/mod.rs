@@ -101,12 +101,14 @@ impl Body for GatewayBody {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match self.get_mut() {
             GatewayBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            GatewayBody::Stream(s) => {
-                futures_util::Stream::poll_next(s.as_mut(), cx).map(|o| o.map(|r| r.map(Frame::data)))
-            }
+            GatewayBody::Stream(s) => futures_util::Stream::poll_next(s.as_mut(), cx)
+                .map(|o| o.map(|r| r.map(Frame::data))),
         }
     }
 

@@ -49,6 +49,9 @@ pub struct Outcome {
     /// Why a fallback was used, e.g. `gpt-4o: 503 from gpt-4o#0`.
     pub fallback_reason: Option<String>,
     pub time_to_first_byte: Option<Duration>,
+    /// Time spent waiting on upstreams, retries and backoff included (to the
+    /// response headers for streams; to the end of the body for JSON answers).
+    pub upstream_wait: Duration,
 }
 
 type Hook = Box<dyn FnOnce(&Outcome) + Send>;
@@ -97,6 +100,10 @@ impl Settlement {
         self.lock().outcome.clone()
     }
 
+    pub fn upstream_wait(&self) -> Duration {
+        self.lock().outcome.upstream_wait
+    }
+
     pub fn is_settled(&self) -> bool {
         self.lock().settled
     }
@@ -134,12 +141,19 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         for i in 0..3 {
             let seen = seen.clone();
-            s.on_settle(move |o| seen.lock().unwrap_or_else(|p| p.into_inner()).push((i, o.status)));
+            s.on_settle(move |o| {
+                seen.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((i, o.status))
+            });
         }
         s.update(|o| o.status = 200);
         s.settle();
         s.settle();
-        assert_eq!(*seen.lock().unwrap_or_else(|p| p.into_inner()), vec![(0, 200), (1, 200), (2, 200)]);
+        assert_eq!(
+            *seen.lock().unwrap_or_else(|p| p.into_inner()),
+            vec![(0, 200), (1, 200), (2, 200)]
+        );
     }
 
     #[test]

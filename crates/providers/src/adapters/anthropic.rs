@@ -1174,6 +1174,9 @@ struct PendingEvent {
 #[derive(Default)]
 struct SseParser {
     buf: Vec<u8>,
+    /// `buf[..scanned]` holds no newline, so a long line fed in small pieces
+    /// is scanned once rather than once per piece.
+    scanned: usize,
     pending: PendingEvent,
 }
 
@@ -1183,10 +1186,13 @@ impl SseParser {
     fn feed(&mut self, chunk: &[u8], sink: &mut EventSink<'_>) -> Result<(), ApiError> {
         self.buf.extend_from_slice(chunk);
         let mut start = 0;
+        let mut from = self.scanned;
         let mut result = Ok(());
-        while let Some(nl) = self.buf[start..].iter().position(|b| *b == b'\n') {
-            let mut line = &self.buf[start..start + nl];
-            start += nl + 1;
+        while let Some(nl) = self.buf[from..].iter().position(|b| *b == b'\n') {
+            let end = from + nl;
+            let mut line = &self.buf[start..end];
+            start = end + 1;
+            from = start;
             if let Some(stripped) = line.strip_suffix(b"\r") {
                 line = stripped;
             }
@@ -1196,6 +1202,8 @@ impl SseParser {
             }
         }
         self.buf.drain(..start);
+        // After an error the rest is unscanned; the stream is over anyway.
+        self.scanned = if result.is_ok() { self.buf.len() } else { 0 };
         result
     }
 
@@ -1244,6 +1252,7 @@ impl SseParser {
     fn flush(&mut self, sink: &mut EventSink<'_>) -> Result<(), ApiError> {
         if !self.buf.is_empty() {
             let rest = std::mem::take(&mut self.buf);
+            self.scanned = 0;
             let line = rest.strip_suffix(b"\r").unwrap_or(&rest);
             Self::line(&mut self.pending, line, sink)?;
         }

@@ -86,6 +86,8 @@ pub trait StreamTranslator: Send {
 /// `Adapter::Openai` needs none: its requests are forwarded byte for byte.
 pub fn native(adapter: Adapter) -> Option<&'static dyn ChatAdapter> {
     match adapter {
+        Adapter::Anthropic => Some(&anthropic::AnthropicAdapter),
+        Adapter::Gemini => Some(&gemini::GeminiAdapter),
         _ => None,
     }
 }
