@@ -249,6 +249,31 @@ def proc_cpu_seconds(pid: int) -> float:
     return (utime + stime) / CLK_TCK
 
 
+def machine_busy_pct(secs: float = 1.0) -> float | None:
+    """Share of all CPU time that was busy over `secs`, from /proc/stat (noise indicator)."""
+
+    def snap() -> tuple[int, int]:
+        with open("/proc/stat") as fh:
+            vals = [int(v) for v in fh.readline().split()[1:]]
+        idle = vals[3] + (vals[4] if len(vals) > 4 else 0)  # idle + iowait
+        return sum(vals), idle
+
+    try:
+        t0, i0 = snap()
+        time.sleep(secs)
+        t1, i1 = snap()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 100.0 * (1 - (i1 - i0) / (t1 - t0)) if t1 > t0 else None
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return ""
+
+
 class RssSampler:
     """Samples VmRSS of one pid every `interval` seconds on a thread."""
 
@@ -554,6 +579,7 @@ def run_config(
         "pid": pid,
     }
     rss = {"idle_kb": proc_status_kb(pid, "VmRSS")}
+    out["loadavg_at_start"] = loadavg()
     log(f"[{name}] proxy pid {pid} ready, idle RSS {rss['idle_kb']} kB")
 
     # Sanity: both paths answer, and the overhead header is there exactly when configured.
@@ -692,8 +718,11 @@ def run_config(
     for n in prof["capacity_steps"]:
         ramp = max(STREAM_PACING_MS, n // 2)  # 2 new streams per ms; all overlap (1.6 s each)
         log(f"[{name}] capacity: {n} concurrent streams through the proxy (ramp {ramp} ms)")
+        cpu0 = proc_cpu_seconds(pid)
         with RssSampler(pid, 0.05) as sampler, RssSampler(paced_pid, 0.05) as mock_sampler:
             p = stream_bench(tools, proxy_base, key, STREAM_MODEL, n, 1, ramp, timeout=30)
+        cpu_s = proc_cpu_seconds(pid) - cpu0
+        events = p["ttft_us"]["count"] + p["gap_us"]["count"]
         ok = p["failed"] == 0 and p["lost"] == 0 and p["stalled"] == 0 and p["peak_concurrent"] == n
         step = {
             "streams": n,
@@ -703,6 +732,8 @@ def run_config(
             "proxy_rss_max_kb": max(sampler.samples) if sampler.samples else None,
             "paced_mock_rss_max_kb": max(mock_sampler.samples) if mock_sampler.samples else None,
             "proxy_fds_after": proc_fds(pid),
+            "proxy_cpu_seconds": cpu_s,
+            "proxy_cpu_us_per_event": (cpu_s / events * 1e6) if events else None,
         }
         steps.append(step)
         if ok:
@@ -734,6 +765,7 @@ def run_config(
             "gap_p99_us": at_top["proxy"]["gap_us"]["p99"],
             "gap_max_us": at_top["proxy"]["gap_us"]["max"],
             "paced_mock_rss_max_kb": at_top["paced_mock_rss_max_kb"],
+            "proxy_cpu_us_per_event": at_top["proxy_cpu_us_per_event"],
         } if at_top else None,
         "criteria": f"no failed stream, every stream {STREAM_CHUNKS} content chunks + [DONE], "
         f"no gap > {STALL_FACTOR} x {STREAM_PACING_MS} ms, all streams open at once",
@@ -743,6 +775,7 @@ def run_config(
     # Open descriptors left after the streams: listener + runtime + idle pooled upstream
     # connections the proxy keeps.
     out["proxy_fds_after_load"] = proc_fds(pid)
+    out["loadavg_at_end"] = loadavg()
     rss["after_load_kb"] = proc_status_kb(pid, "VmRSS")
     rss["peak_hwm_kb"] = proc_status_kb(pid, "VmHWM")
     out["rss"] = rss
@@ -796,6 +829,8 @@ def metadata(tools: Tools, args, nofile: int) -> dict:
         "profile": "quick" if args.quick else "full",
         "build": "cargo --release (workspace profile: fat LTO, codegen-units=1)" if not args.no_build else "prebuilt (--no-build)",
         "machine_note": "load generator, mock upstream and proxy all share this machine",
+        "loadavg_at_start": loadavg(),
+        "machine_busy_pct_before_start": machine_busy_pct(),
     }
 
 
@@ -884,6 +919,8 @@ def render_table(result: dict) -> str:
         f"mock ceiling (wrk -t2 -c64, mock alone): {rps(result['mock_ceiling']['rps'])} req/s"
         + ("" if result["mock_ceiling"]["meets_80k"] else "  (below the 80k req/s the targets assume)"),
         f"layers missing in this build: {', '.join(result['layers_missing']) or 'none'}",
+        f"machine busy before start: {meta['machine_busy_pct_before_start'] or 0:.0f}% of all CPUs; "
+        f"load average at start {meta['loadavg_at_start']}, at end {meta.get('loadavg_at_end', '')}",
         "",
     ]
     w0, w = 34, 24
@@ -914,6 +951,7 @@ def render_table(result: dict) -> str:
     add("ADDED TTFT p50 / p99", lambda r: f"{signed_us(r['streaming']['added_ttft_p50_us'])} / {signed_us(r['streaming']['added_ttft_p99_us'])}")
     add("gap p99 direct / proxy (ms)", lambda r: f"{r['streaming']['direct']['gap_p99_us'] / 1000:.2f} / {r['streaming']['proxy']['gap_p99_us'] / 1000:.2f}")
     add("paced streams held (max step)", lambda r: f"{r['capacity']['max_streams_held']}" + (f" (limit: {r['capacity']['limited_by'].split(' ')[0]})" if r["capacity"]["limited_by"] else ""))
+    add("top step proxy CPU per event", lambda r: f"{r['capacity']['top_step']['proxy_cpu_us_per_event']:.1f} µs")
     add("top step TTFT p99 / gap max", lambda r: f"{r['capacity']['top_step']['ttft_p99_us'] / 1000:.1f} / {r['capacity']['top_step']['gap_max_us'] / 1000:.1f} ms")
     add("RSS idle", lambda r: mb(r["rss"]["idle_kb"]))
     add("RSS under c=64 (max)", lambda r: mb(r["rss"]["load_c64_max_kb"]))
@@ -1079,6 +1117,7 @@ def main() -> int:
         result["problems"] = [f"{cfg}: {p}" for cfg, r in result["runs"].items() for p in r["problems"]]
         result["targets"] = evaluate_targets(result)
         result["meta"]["runtime_secs"] = round(time.monotonic() - started, 1)
+        result["meta"]["loadavg_at_end"] = loadavg()
         json_path = out_dir / f"{stamp}.json"
         json_path.write_text(json.dumps(result, indent=2, default=str) + "\n")
         print(render_table(result))

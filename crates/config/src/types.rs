@@ -434,8 +434,6 @@ impl Config {
             ("[budget]", self.budget.is_some()),
             ("[cache]", self.cache.is_some()),
             ("[files]", self.files.is_some()),
-            ("[health]", self.health.is_some()),
-            ("[cooldown]", self.cooldown.is_some()),
             (
                 "general.enable_cost_tracking = true",
                 self.general.enable_cost_tracking,
@@ -449,8 +447,10 @@ impl Config {
                 .map(|(n, _)| n.to_string()),
         );
         for (i, m) in self.models.iter().enumerate() {
-            if !m.fallbacks.is_empty() {
-                found.push(format!("models[{i}].fallbacks"));
+            for (field, set) in [("rpm", m.rpm.is_some()), ("tpm", m.tpm.is_some())] {
+                if set {
+                    found.push(format!("models[{i}].{field}"));
+                }
             }
         }
         for (i, k) in self.keys.iter().enumerate() {

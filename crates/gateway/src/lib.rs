@@ -4,6 +4,7 @@
 
 pub mod balance;
 pub mod glob;
+pub mod health;
 pub mod layers;
 pub mod pipeline;
 pub mod pricing;

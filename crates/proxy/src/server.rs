@@ -3,6 +3,7 @@
 
 use crate::state::AppState;
 use axum::serve::ListenerExt;
+use liter_llm_gateway::health::HealthChecker;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,15 @@ pub async fn serve(
         tracing::info!("shutdown requested: readiness is now 503, no new connections; draining in-flight requests");
         let _ = drain_started_tx.send(());
     };
+    if let Some(h) = &state.health {
+        HealthChecker {
+            router: h.router.clone(),
+            client: h.client.clone(),
+            interval: h.interval,
+            probe_model: h.probe_model.clone(),
+        }
+        .spawn();
+    }
     state.mark_ready();
     let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
     let server = std::pin::pin!(std::future::IntoFuture::into_future(server));

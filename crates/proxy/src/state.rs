@@ -4,6 +4,7 @@ use crate::auth::KeyStore;
 use crate::metrics::Metrics;
 use liter_llm_config::Config;
 use liter_llm_gateway::balance::CooldownPolicy;
+use liter_llm_gateway::health::HealthChecker;
 use liter_llm_gateway::pipeline::dispatch::{Dispatch, DispatchCore, Pricer};
 use liter_llm_gateway::pipeline::ChatService;
 use liter_llm_gateway::{Router, Upstream};
@@ -22,6 +23,8 @@ pub struct AppState {
     pub request_timeout: Duration,
     pub started_unix: u64,
     pub metrics: Metrics,
+    /// Started by `serve` when `[health]` is configured.
+    pub health: Option<HealthChecker>,
     /// `[server].overhead_header`: report the proxy's own time on each response.
     pub overhead_header: bool,
     ready: AtomicBool,
@@ -63,11 +66,35 @@ impl AppState {
         let pricer: Pricer = Arc::new(|_, _| 0.0);
         let dispatch = Dispatch::new(DispatchCore {
             router: router.clone(),
-            upstream: Upstream::new(client, config.general.max_retries),
+            upstream: Upstream::new(client.clone(), config.general.max_retries),
             strategy: config.router.strategy,
             cooldown,
             pricer,
         });
+        let health = match &config.health {
+            None => None,
+            Some(h) => {
+                let interval = h.interval_secs.filter(|s| *s > 0).ok_or_else(|| {
+                    BuildError::Config(
+                        "`health.interval_secs` is required (at least 1) when [health] is present"
+                            .into(),
+                    )
+                })?;
+                if let Some(m) = &h.probe_model {
+                    if router.groups().all(|g| &g.name != m) {
+                        return Err(BuildError::Config(format!(
+                            "`health.probe_model` names `{m}`, which is not a [[models]] name"
+                        )));
+                    }
+                }
+                Some(HealthChecker {
+                    router: router.clone(),
+                    client: client.clone(),
+                    interval: Duration::from_secs(interval),
+                    probe_model: h.probe_model.clone(),
+                })
+            }
+        };
         let chat =
             liter_llm_gateway::layers::build(config, dispatch).map_err(BuildError::Config)?;
         Ok(AppState {
@@ -77,6 +104,7 @@ impl AppState {
             body_limit: usize::try_from(config.server.body_limit_bytes).unwrap_or(usize::MAX),
             request_timeout: Duration::from_secs(config.server.request_timeout_secs),
             metrics: Metrics::default(),
+            health,
             overhead_header: config.server.overhead_header,
             started_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -94,8 +122,24 @@ impl AppState {
         self.draining.store(true, Ordering::SeqCst);
     }
 
+    /// Ready once serving, not draining, and (when probes run) while at least
+    /// one deployment can serve.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst) && !self.draining.load(Ordering::SeqCst)
+        self.ready.load(Ordering::SeqCst)
+            && !self.draining.load(Ordering::SeqCst)
+            && self.can_serve()
+    }
+
+    fn can_serve(&self) -> bool {
+        if self.health.is_none() {
+            return true;
+        }
+        let mut deployments = self
+            .router
+            .groups()
+            .flat_map(|g| g.deployments.iter())
+            .peekable();
+        deployments.peek().is_none() || deployments.any(|d| d.state.is_healthy())
     }
 
     pub fn is_draining(&self) -> bool {

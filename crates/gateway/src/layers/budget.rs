@@ -57,7 +57,8 @@ pub type WorstPrices = Arc<dyn Fn(&str) -> Option<Prices> + Send + Sync>;
 /// Current time, Unix seconds (UTC). Injectable for tests.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
-fn system_clock() -> Clock {
+/// The system clock, Unix seconds.
+pub fn system_clock() -> Clock {
     Arc::new(|| {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -480,17 +481,24 @@ impl BudgetLayer<MemoryBudgetStore> {
         worst_prices: WorstPrices,
         known_models: &dyn Fn(&str) -> bool,
     ) -> Result<Option<BudgetLayer>, String> {
-        Self::from_config_with_store(config, worst_prices, known_models, MemoryBudgetStore::new())
+        Self::from_config_with(
+            config,
+            worst_prices,
+            known_models,
+            MemoryBudgetStore::new(),
+            system_clock(),
+        )
     }
 }
 
 impl<St: BudgetStore> BudgetLayer<St> {
-    /// [`BudgetLayer::from_config`] with another store.
-    pub fn from_config_with_store(
+    /// [`BudgetLayer::from_config`] with another store and clock.
+    pub fn from_config_with(
         config: &Config,
         worst_prices: WorstPrices,
         known_models: &dyn Fn(&str) -> bool,
         store: St,
+        clock: Clock,
     ) -> Result<Option<BudgetLayer<St>>, String> {
         let mut any_key = false;
         for (i, k) in config.keys.iter().enumerate() {
@@ -537,23 +545,9 @@ impl<St: BudgetStore> BudgetLayer<St> {
                 models: section.model_limits.into_iter().collect(),
                 period: section.period,
                 worst_prices,
-                clock: system_clock(),
+                clock,
             }),
         }))
-    }
-
-    /// Use `clock` (Unix seconds, UTC) instead of the system clock.
-    pub fn with_clock(self, clock: Clock) -> Self {
-        let s = match Arc::try_unwrap(self.shared) {
-            Ok(s) => s,
-            Err(shared) => {
-                // Only reachable if cloned before; keep the clone's state.
-                return BudgetLayer { shared };
-            }
-        };
-        BudgetLayer {
-            shared: Arc::new(Shared { clock, ..s }),
-        }
     }
 
     /// The current state of one budget: `Key` with a key id, `Model` with a
@@ -667,9 +661,7 @@ impl<St: BudgetStore> Shared<St> {
         if let Some(end) = window_end(b.period, now) {
             msg.push_str(&format!(" It resets at {}.", fmt_utc(end)));
         }
-        if b.scope != BudgetScope::Key && req_could_fit(b.limit, amount) {
-            // Nothing to add: the message already names the budget.
-        } else if !req_could_fit(b.limit, amount) {
+        if !req_could_fit(b.limit, amount) {
             msg.push_str(" Lower `max_tokens` to reserve less.");
         }
         ApiError::new(ErrorKind::BudgetExceeded, msg).with_code("budget_exceeded")
@@ -928,10 +920,19 @@ mod tests {
     }
 
     fn layer(extra: serde_json::Value, clk: &Clk) -> BudgetLayer {
-        BudgetLayer::from_config(&config(extra), prices(), &known)
-            .unwrap()
-            .unwrap()
-            .with_clock(clk.clock())
+        layer_with(extra, prices(), clk)
+    }
+
+    fn layer_with(extra: serde_json::Value, prices: WorstPrices, clk: &Clk) -> BudgetLayer {
+        BudgetLayer::from_config_with(
+            &config(extra),
+            prices,
+            &known,
+            MemoryBudgetStore::new(),
+            clk.clock(),
+        )
+        .unwrap()
+        .unwrap()
     }
 
     fn request(
@@ -1526,8 +1527,8 @@ mod tests {
     #[tokio::test]
     async fn sums_that_fit_exactly_are_admitted_despite_float_rounding() {
         let clk = Clk::new(NOON);
-        let l = BudgetLayer::from_config(
-            &config(global(0.3)),
+        let l = layer_with(
+            global(0.3),
             Arc::new(|_| {
                 Some(Prices {
                     input: 0.0,
@@ -1536,11 +1537,8 @@ mod tests {
                     cache_write: None,
                 })
             }),
-            &known,
-        )
-        .unwrap()
-        .unwrap()
-        .with_clock(clk.clock());
+            &clk,
+        );
         let svc = l.layer(answering(0.1));
         for _ in 0..3 {
             svc.clone()
@@ -1558,10 +1556,7 @@ mod tests {
     #[tokio::test]
     async fn unknown_prices_reserve_nothing_but_spent_budgets_still_reject() {
         let clk = Clk::new(NOON);
-        let l = BudgetLayer::from_config(&config(global(1.0)), Arc::new(|_| None), &known)
-            .unwrap()
-            .unwrap()
-            .with_clock(clk.clock());
+        let l = layer_with(global(1.0), Arc::new(|_| None), &clk);
         let svc = l.layer(answering(1.0));
         svc.clone()
             .oneshot(request("gpt-4o", "k", None, 10))

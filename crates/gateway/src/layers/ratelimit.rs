@@ -1049,17 +1049,18 @@ mod tests {
         let mut w = SlidingWindow::new(1000, t0);
         let a = w.record(t0, 100);
         let b = w.record(t0 + secs(1.0), 200);
+        w.record(t0 + secs(1.1), 5); // same 250 ms slot as `b`
         w.release(t0 + secs(2.0), a, 100);
-        assert_eq!(w.peek(t0 + secs(2.0)), 200);
-        // Releasing more than was recorded in that slot takes only what is there.
-        w.record(t0 + secs(1.1), 5);
+        assert_eq!(w.peek(t0 + secs(2.0)), 205);
+        // Releasing more than the slot holds takes only what is there.
         w.release(t0 + secs(3.0), b, 10_000);
         assert_eq!(w.peek(t0 + secs(3.0)), 0);
-        // After expiry the slot is reused: a late release must not touch it.
+        // After expiry the ring position is reused (slot 16 at 4 s, slot 257 at
+        // 64.25 s): a late release must not touch the new amount.
         let c = w.record(t0 + secs(4.0), 50);
-        w.record(t0 + secs(64.5), 7);
-        w.release(t0 + secs(64.5), c, 50);
-        assert_eq!(w.peek(t0 + secs(64.5)), 7);
+        w.record(t0 + secs(64.3), 7);
+        w.release(t0 + secs(64.3), c, 50);
+        assert_eq!(w.peek(t0 + secs(64.3)), 7);
     }
 
     #[tokio::test(start_paused = true)]
@@ -1070,7 +1071,8 @@ mod tests {
         w.record(t0, 1);
         w.record(t0 + secs(10.1), 1);
         assert_eq!(w.reset_after(t0 + secs(20.0)), secs(50.25));
-        assert_eq!(w.reset_after(t0 + secs(60.3)), secs(10.0));
+        // The second amount's slot began at 10 s: it leaves at 70.25 s.
+        assert_eq!(w.reset_after(t0 + secs(60.3)), secs(9.95));
         assert_eq!(w.reset_after(t0 + secs(70.3)), Duration::ZERO);
     }
 

@@ -1172,6 +1172,88 @@ mod tests {
         );
     }
 
+    /// A one-shot HTTP/1.1 collector on a plain thread: returns the request's
+    /// head and body, answers 200.
+    fn one_shot_collector() -> (String, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut sock, _) = listener.accept().unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let head_end = loop {
+                let n = sock.read(&mut chunk).unwrap();
+                assert!(n > 0, "collector: connection closed early");
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+            };
+            let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().unwrap())
+                .unwrap_or(0);
+            while buf.len() < head_end + len {
+                let n = sock.read(&mut chunk).unwrap();
+                assert!(n > 0, "collector: body cut short");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n")
+                .unwrap();
+            tx.send((head, buf[head_end..head_end + len].to_vec()))
+                .unwrap();
+        });
+        (endpoint, rx)
+    }
+
+    // A current-thread runtime, blocked by `force_flush`: the export must not need it.
+    #[tokio::test]
+    async fn spans_reach_an_otlp_http_collector_on_flush_from_inside_a_runtime() {
+        let (endpoint, received) = one_shot_collector();
+        let mut t = section(&endpoint);
+        t.headers.insert(
+            "authorization".to_string(),
+            Secret::new("Bearer sk-collector"),
+        );
+        let layer = TelemetryLayer::from_config(&config_with(Some(t), false))
+            .unwrap()
+            .unwrap();
+        let mut svc = layer.layer(tower::service_fn(|req: ChatRequest| async move {
+            req.settlement.update(answered);
+            req.settlement.settle();
+            Ok::<_, ApiError>(http::Response::new(GatewayBody::full("{}")))
+        }));
+        svc.ready()
+            .await
+            .unwrap()
+            .call(request("gpt-4o", false))
+            .await
+            .unwrap();
+        layer.force_flush().unwrap();
+
+        let (head, body) = received.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(head.starts_with("post /v1/traces http/1.1"), "{head}");
+        assert!(
+            head.contains("content-type: application/x-protobuf"),
+            "{head}"
+        );
+        assert!(
+            head.contains("authorization: bearer sk-collector"),
+            "{head}"
+        );
+        let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+        assert!(has(b"chat gpt-4o") && has(b"gen_ai.usage.input_tokens") && has(b"liter-llm"));
+        assert!(
+            !has(b"sk-collector"),
+            "the collector header is not in the spans"
+        );
+        layer.shutdown();
+    }
+
     #[test]
     fn telemetry_section_alone_turns_tracing_on() {
         for protocol in [OtlpProtocol::Http, OtlpProtocol::Grpc] {

@@ -28,11 +28,23 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Valu
         .map(|g| {
             json!({
                 "name": g.name,
-                "deployments": g.deployments.iter().map(|d| json!({
-                    "id": d.id,
-                    "provider": d.provider.name,
-                    "model": d.upstream_model,
-                })).collect::<Vec<_>>(),
+                "deployments": g.deployments.iter().map(|d| {
+                    let probe = d.state.probe_report().map(|p| json!({
+                        "healthy": p.healthy,
+                        "checked_unix": p.checked_unix,
+                        "latency_ms": p.latency_ms,
+                        "error": p.error,
+                    }));
+                    json!({
+                        "id": d.id,
+                        "provider": d.provider.name,
+                        "model": d.upstream_model,
+                        "healthy": d.state.is_healthy(),
+                        "cooldown_remaining_secs": d.state.cooldown_remaining().map(|r| r.as_secs_f64().ceil() as u64),
+                        "in_flight": d.state.in_flight(),
+                        "last_probe": probe,
+                    })
+                }).collect::<Vec<_>>(),
             })
         })
         .collect();
