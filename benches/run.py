@@ -49,6 +49,7 @@ STREAM_CHUNKS = 32
 STREAM_PACING_MS = 50
 STALL_FACTOR = 10
 NOFILE_TARGET = 65536
+NOISY_FOREIGN_PCT = 10  # above this share of the CPUs used by others, flag the run as noisy
 
 PROFILES = {
     "full": {
@@ -265,6 +266,56 @@ def machine_busy_pct(secs: float = 1.0) -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return 100.0 * (1 - (i1 - i0) / (t1 - t0)) if t1 > t0 else None
+
+
+def tcp_listen_counters() -> dict:
+    """System-wide TcpExt ListenOverflows/ListenDrops from /proc/net/netstat: a full accept
+    queue shows up here (the client's connect succeeds, its request waits for a retransmit)."""
+    try:
+        lines = Path("/proc/net/netstat").read_text().splitlines()
+    except OSError:
+        return {}
+    for names, values in zip(lines[::2], lines[1::2]):
+        if names.startswith("TcpExt:"):
+            table = dict(zip(names.split()[1:], (int(v) for v in values.split()[1:])))
+            return {k: table.get(k, 0) for k in ("ListenOverflows", "ListenDrops")}
+    return {}
+
+
+def counters_delta(before: dict, after: dict) -> dict:
+    return {k: after.get(k, 0) - before.get(k, 0) for k in after}
+
+
+class ForeignCpu:
+    """CPU used on this machine by processes this run did not start, as a share of all
+    CPUs: /proc/stat busy time minus our own (self + waited children + live mocks)."""
+
+    def __init__(self) -> None:
+        self.live_pids: list[int] = []
+        self.start = self._snap()
+
+    def _snap(self) -> tuple[float, float, float]:
+        with open("/proc/stat") as fh:
+            vals = [int(v) for v in fh.readline().split()[1:9]]
+        total = sum(vals) / CLK_TCK
+        busy = total - (vals[3] + vals[4]) / CLK_TCK
+        own = 0.0
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+            ru = resource.getrusage(who)
+            own += ru.ru_utime + ru.ru_stime
+        for pid in self.live_pids:
+            try:
+                own += proc_cpu_seconds(pid)
+            except OSError:
+                pass
+        return total, busy, own
+
+    def pct(self) -> float | None:
+        t0, b0, o0 = self.start
+        t1, b1, o1 = self._snap()
+        if t1 <= t0:
+            return None
+        return max(0.0, 100.0 * ((b1 - b0) - (o1 - o0)) / (t1 - t0))
 
 
 def loadavg() -> str:
@@ -718,10 +769,11 @@ def run_config(
     for n in prof["capacity_steps"]:
         ramp = max(STREAM_PACING_MS, n // 2)  # 2 new streams per ms; all overlap (1.6 s each)
         log(f"[{name}] capacity: {n} concurrent streams through the proxy (ramp {ramp} ms)")
-        cpu0 = proc_cpu_seconds(pid)
+        cpu0, mock_cpu0, tcp0 = proc_cpu_seconds(pid), proc_cpu_seconds(paced_pid), tcp_listen_counters()
         with RssSampler(pid, 0.05) as sampler, RssSampler(paced_pid, 0.05) as mock_sampler:
             p = stream_bench(tools, proxy_base, key, STREAM_MODEL, n, 1, ramp, timeout=30)
         cpu_s = proc_cpu_seconds(pid) - cpu0
+        mock_cpu_s = proc_cpu_seconds(paced_pid) - mock_cpu0
         events = p["ttft_us"]["count"] + p["gap_us"]["count"]
         ok = p["failed"] == 0 and p["lost"] == 0 and p["stalled"] == 0 and p["peak_concurrent"] == n
         step = {
@@ -734,6 +786,8 @@ def run_config(
             "proxy_fds_after": proc_fds(pid),
             "proxy_cpu_seconds": cpu_s,
             "proxy_cpu_us_per_event": (cpu_s / events * 1e6) if events else None,
+            "paced_mock_cpu_us_per_event": (mock_cpu_s / events * 1e6) if events else None,
+            "tcp_listen_overflows": counters_delta(tcp0, tcp_listen_counters()),
         }
         steps.append(step)
         if ok:
@@ -741,15 +795,21 @@ def run_config(
             continue
         # Attribute the failure: can the load generator and mock hold n streams directly?
         log(f"[{name}] capacity: proxy failed at {n}; checking the same load directly")
+        tcp0 = tcp_listen_counters()
         d = stream_bench(tools, paced_base, UPSTREAM_KEY, MODEL, n, 1, ramp, timeout=30)
         step["direct"] = d
+        step["direct_tcp_listen_overflows"] = counters_delta(tcp0, tcp_listen_counters())
         d_ok = d["failed"] == 0 and d["lost"] == 0 and d["stalled"] == 0 and d["peak_concurrent"] == n
         step["direct_ok"] = d_ok
         limited_by = "proxy" if d_ok else "load generator / mock on this machine (direct failed too)"
         problems.append(
             f"capacity {n} streams via proxy: failed={p['failed']} lost={p['lost']} stalled={p['stalled']} "
-            f"peak={p['peak_concurrent']} gap_max={p['gap_us']['max']} us errors={p['errors']} "
-            f"e.g. {p['error_samples'][:2]}; direct at {n}: {'clean' if d_ok else 'also failed'}"
+            f"peak concurrent={p['peak_concurrent']} connect max={p['connect_us']['max']} us "
+            f"TTFT p99={p['ttft_us']['p99']} us gap max={p['gap_us']['max']} us "
+            f"listen-queue overflows={step['tcp_listen_overflows'].get('ListenOverflows')} errors={p['errors']} "
+            f"e.g. {p['error_samples'][:2]}; direct at {n}: {'clean' if d_ok else 'also failed'} "
+            f"(TTFT p99={d['ttft_us']['p99']} us, gap max={d['gap_us']['max']} us, "
+            f"overflows={step['direct_tcp_listen_overflows'].get('ListenOverflows')})"
         )
         break
     at_top = next((s for s in steps if s["streams"] == prof["capacity_steps"][-1]), None)
@@ -760,12 +820,15 @@ def run_config(
         "rss_at_max_step_kb": at_top["proxy_rss_max_kb"] if at_top else None,
         "top_step": {
             "streams": at_top["streams"],
+            "connect_max_us": at_top["proxy"]["connect_us"]["max"],
             "ttft_p50_us": at_top["proxy"]["ttft_us"]["p50"],
             "ttft_p99_us": at_top["proxy"]["ttft_us"]["p99"],
             "gap_p99_us": at_top["proxy"]["gap_us"]["p99"],
             "gap_max_us": at_top["proxy"]["gap_us"]["max"],
             "paced_mock_rss_max_kb": at_top["paced_mock_rss_max_kb"],
             "proxy_cpu_us_per_event": at_top["proxy_cpu_us_per_event"],
+            "paced_mock_cpu_us_per_event": at_top["paced_mock_cpu_us_per_event"],
+            "tcp_listen_overflows": at_top["tcp_listen_overflows"].get("ListenOverflows"),
         } if at_top else None,
         "criteria": f"no failed stream, every stream {STREAM_CHUNKS} content chunks + [DONE], "
         f"no gap > {STALL_FACTOR} x {STREAM_PACING_MS} ms, all streams open at once",
@@ -919,11 +982,18 @@ def render_table(result: dict) -> str:
         f"mock ceiling (wrk -t2 -c64, mock alone): {rps(result['mock_ceiling']['rps'])} req/s"
         + ("" if result["mock_ceiling"]["meets_80k"] else "  (below the 80k req/s the targets assume)"),
         f"layers missing in this build: {', '.join(result['layers_missing']) or 'none'}",
-        f"machine busy before start: {meta['machine_busy_pct_before_start'] or 0:.0f}% of all CPUs; "
+        f"other processes' CPU: {meta['machine_busy_pct_before_start'] or 0:.0f}% of all CPUs in the second "
+        f"before the start, {meta.get('foreign_cpu_pct_during_run') or 0:.0f}% during the run; "
         f"load average at start {meta['loadavg_at_start']}, at end {meta.get('loadavg_at_end', '')}",
         "",
     ]
     w0, w = 34, 24
+    if result.get("noisy"):
+        lines.insert(
+            -1,
+            f"WARNING: other processes used more than {NOISY_FOREIGN_PCT}% of the CPUs; "
+            "tail figures (p99, p99.9, TTFT p99, stalls) are not trustworthy. Re-run on a quiet machine.",
+        )
     lines.append("".ljust(w0) + "".join(c.replace("_", " ").ljust(w) for c in cfgs))
 
     def add(label: str, fn) -> None:
@@ -951,7 +1021,8 @@ def render_table(result: dict) -> str:
     add("ADDED TTFT p50 / p99", lambda r: f"{signed_us(r['streaming']['added_ttft_p50_us'])} / {signed_us(r['streaming']['added_ttft_p99_us'])}")
     add("gap p99 direct / proxy (ms)", lambda r: f"{r['streaming']['direct']['gap_p99_us'] / 1000:.2f} / {r['streaming']['proxy']['gap_p99_us'] / 1000:.2f}")
     add("paced streams held (max step)", lambda r: f"{r['capacity']['max_streams_held']}" + (f" (limit: {r['capacity']['limited_by'].split(' ')[0]})" if r["capacity"]["limited_by"] else ""))
-    add("top step proxy CPU per event", lambda r: f"{r['capacity']['top_step']['proxy_cpu_us_per_event']:.1f} µs")
+    add("top step CPU/event proxy / mock", lambda r: f"{r['capacity']['top_step']['proxy_cpu_us_per_event']:.1f} / {r['capacity']['top_step']['paced_mock_cpu_us_per_event']:.1f} µs")
+    add("top step listen overflows/conn max", lambda r: f"{r['capacity']['top_step']['tcp_listen_overflows']} / {r['capacity']['top_step']['connect_max_us'] / 1000:.1f} ms")
     add("top step TTFT p99 / gap max", lambda r: f"{r['capacity']['top_step']['ttft_p99_us'] / 1000:.1f} / {r['capacity']['top_step']['gap_max_us'] / 1000:.1f} ms")
     add("RSS idle", lambda r: mb(r["rss"]["idle_kb"]))
     add("RSS under c=64 (max)", lambda r: mb(r["rss"]["load_c64_max_kb"]))
@@ -1085,6 +1156,7 @@ def main() -> int:
             result["layers_missing"] = sorted(missing)
             result["layers_missing_reasons"] = missing
 
+            foreign = ForeignCpu()
             mock_argv = [str(tools.mock), "--host", HOST, "--api-key", UPSTREAM_KEY]
             mock_log, paced_log = logdir / "mock.log", logdir / "mock-paced.log"
             mock = procs.start("mock", tools.pinned("mock", [*mock_argv, "--port", str(ports["mock"])]), mock_log)
@@ -1097,6 +1169,8 @@ def main() -> int:
                 ),
                 paced_log,
             )
+            foreign.live_pids = [mock.pid, paced.pid]
+            foreign.start = foreign._snap()
             wait_for_line(mock_log, "mock-upstream listening on", mock, 15)
             wait_for_line(paced_log, "mock-upstream listening on", paced, 15)
 
@@ -1113,8 +1187,14 @@ def main() -> int:
             for name, proc in (("mock", mock), ("paced mock", paced)):
                 if proc.poll() is not None:
                     raise BenchError(f"the {name} exited during the run with {proc.returncode}")
+            result["meta"]["foreign_cpu_pct_during_run"] = foreign.pct()
 
         result["problems"] = [f"{cfg}: {p}" for cfg, r in result["runs"].items() for p in r["problems"]]
+        foreign_pct = max(
+            result["meta"].get("foreign_cpu_pct_during_run") or 0.0,
+            result["meta"].get("machine_busy_pct_before_start") or 0.0,
+        )
+        result["noisy"] = foreign_pct > NOISY_FOREIGN_PCT
         result["targets"] = evaluate_targets(result)
         result["meta"]["runtime_secs"] = round(time.monotonic() - started, 1)
         result["meta"]["loadavg_at_end"] = loadavg()

@@ -1,12 +1,19 @@
 """Session fixtures: start mock-upstream and the liter-llm proxy, hand out clients.
 
-Binaries come from ``LITER_LLM_BIN`` / ``MOCK_UPSTREAM_BIN``; when unset they
-default to ``target/debug/liter-llm`` / ``target/debug/mock-upstream`` under the
+Binaries come from ``LITER_LLM_BIN`` / ``MOCK_UPSTREAM_BIN`` /
+``FAKE_PROVIDERS_BIN``; when unset they default to ``target/debug/liter-llm`` /
+``target/debug/mock-upstream`` / ``target/debug/fake-providers`` under the
 repository root. A missing binary fails the session (it is never skipped).
+
+Two proxies may run: ``proxy`` routes OpenAI models to mock-upstream;
+``native_proxy`` routes ``claude`` and ``gemini`` through the native adapters to
+the provider-faithful fakes (``fake_anthropic``, ``fake_gemini``), which report
+what they received at ``GET /__requests``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -16,6 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import httpx
 import openai
@@ -30,11 +38,15 @@ BODY_LIMIT_BYTES = 1_048_576
 MOCK_CHUNKS = 6
 MOCK_CHUNK_INTERVAL_MS = 30
 
+ANTHROPIC_UPSTREAM_KEY = "sk-ant-compat"
+GEMINI_UPSTREAM_KEY = "gm-compat"
+
 MOCK_STARTUP_TIMEOUT_S = 15.0
 PROXY_STARTUP_TIMEOUT_S = 20.0
 SHUTDOWN_GRACE_S = 5.0
 
 _MOCK_LISTENING_RE = re.compile(r"mock-upstream listening on http://127\.0\.0\.1:(\d+)")
+_FAKE_LISTENING_RE = re.compile(r"fake-providers listening on http://127\.0\.0\.1:(\d+)")
 
 # Everything here talks to 127.0.0.1; never route it through an HTTP proxy that
 # the CI environment might define (httpx, httpx2 and curl all honour no_proxy).
@@ -42,14 +54,17 @@ for _var in ("NO_PROXY", "no_proxy"):
     _existing = os.environ.get(_var, "")
     os.environ[_var] = ",".join(p for p in (_existing, "127.0.0.1", "localhost") if p)
 
-# Log files of the running proxy, attached to failing test reports.
-_PROXY_LOGS: list[Path] = []
+# Log files of running processes by the fixture that started them; a failing
+# test's report gets the tails of the logs of the fixtures it used.
+_FIXTURE_LOGS: dict[str, list[Path]] = {}
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _binary(env_var: str, default_rel: str) -> Path:
+def _binary(
+    env_var: str, default_rel: str, build_hint: str = "-p liter-llm -p mock-upstream"
+) -> Path:
     raw = os.environ.get(env_var)
     path = Path(raw) if raw else REPO_ROOT / default_rel
     if not path.is_absolute():
@@ -58,7 +73,7 @@ def _binary(env_var: str, default_rel: str) -> Path:
         source = f"${env_var}={raw!r}" if raw else f"default {default_rel} (${env_var} unset)"
         pytest.fail(
             f"compat suite needs an executable binary at {path} (from {source}); "
-            f"build it with `cargo build -p liter-llm -p mock-upstream` or set ${env_var}",
+            f"build it with `cargo build {build_hint}` or set ${env_var}",
             pytrace=False,
         )
     return path
@@ -200,14 +215,15 @@ models = ["gpt-4o-mini"]
 """
 
 
-@pytest.fixture(scope="session")
-def proxy(workdir: Path, mock_upstream: MockUpstream):
+@contextlib.contextmanager
+def _run_proxy(workdir: Path, name: str, config: Callable[[int], str]) -> Iterator[Proxy]:
+    """Starts liter-llm on a free port with ``config(port)``; yields once it is ready."""
     binary = _binary("LITER_LLM_BIN", "target/debug/liter-llm")
     port = _free_port()
-    config_path = workdir / "liter-llm.toml"
-    config_path.write_text(_proxy_config(port, mock_upstream))
+    config_path = workdir / f"{name}.toml"
+    config_path.write_text(config(port))
     cmd = [str(binary), "api", "--config", str(config_path)]
-    proc, out_path, err_path = _spawn(cmd, workdir, "liter-llm")
+    proc, out_path, err_path = _spawn(cmd, workdir, name)
     base_url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + PROXY_STARTUP_TIMEOUT_S
@@ -230,12 +246,12 @@ def proxy(workdir: Path, mock_upstream: MockUpstream):
         if not ready:
             _stop(proc)
             pytest.fail(
-                f"liter-llm proxy was not ready within {PROXY_STARTUP_TIMEOUT_S}s ({last}).\n"
+                f"liter-llm proxy ({name}) was not ready within "
+                f"{PROXY_STARTUP_TIMEOUT_S}s ({last}).\n"
                 f"command: {' '.join(cmd)}\n--- config ---\n{config_path.read_text()}\n"
                 f"--- stderr ---\n{_read(err_path)}\n--- stdout ---\n{_read(out_path)}",
                 pytrace=False,
             )
-        _PROXY_LOGS[:] = [err_path, out_path]
         yield Proxy(
             port=port,
             base_url=base_url,
@@ -245,8 +261,17 @@ def proxy(workdir: Path, mock_upstream: MockUpstream):
             stderr_log=err_path,
         )
     finally:
-        _PROXY_LOGS.clear()
         _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def proxy(workdir: Path, mock_upstream: MockUpstream):
+    with _run_proxy(workdir, "liter-llm", lambda port: _proxy_config(port, mock_upstream)) as p:
+        _FIXTURE_LOGS["proxy"] = [p.stderr_log, p.stdout_log]
+        try:
+            yield p
+        finally:
+            _FIXTURE_LOGS.pop("proxy", None)
 
 
 @pytest.fixture(scope="session")
@@ -283,6 +308,147 @@ def http(proxy: Proxy):
         yield client
 
 
+# --------------------------------------------------------------------------- native adapters
+
+
+@dataclass(frozen=True)
+class FakeProvider:
+    """A running ``fake-providers`` process (one provider)."""
+
+    provider: str  # "anthropic" | "gemini"
+    api_key: str  # the upstream key it accepts
+    root: str  # http://127.0.0.1:PORT
+    base_url: str  # what the proxy config's base_url is, e.g. http://127.0.0.1:PORT/v1
+    stdout_log: Path
+    stderr_log: Path
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Every request the fake received, oldest first (``GET /__requests``)."""
+        r = httpx.get(f"{self.root}/__requests", timeout=10.0, trust_env=False)
+        r.raise_for_status()
+        recorded = r.json()
+        assert isinstance(recorded, list), recorded
+        return recorded
+
+
+# The path each fake's API lives under, as its library ``base_url()`` reports it.
+_FAKE_BASE_PATH = {"anthropic": "/v1", "gemini": "/v1beta"}
+
+
+@contextlib.contextmanager
+def _run_fake(workdir: Path, provider: str, api_key: str) -> Iterator[FakeProvider]:
+    binary = _binary(
+        "FAKE_PROVIDERS_BIN", "target/debug/fake-providers", build_hint="-p fake-providers"
+    )
+    cmd = [
+        str(binary),
+        "--provider", provider,
+        "--api-key", api_key,
+        "--host", "127.0.0.1",
+        "--port", "0",
+    ]
+    proc, out_path, err_path = _spawn(cmd, workdir, f"fake-{provider}")
+    try:
+        deadline = time.monotonic() + MOCK_STARTUP_TIMEOUT_S
+        bound_port = None
+        while time.monotonic() < deadline:
+            m = _FAKE_LISTENING_RE.search(_read(out_path))
+            if m:
+                bound_port = int(m.group(1))
+                break
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        if bound_port is None:
+            _stop(proc)
+            pytest.fail(
+                "fake-providers did not print 'fake-providers listening on http://127.0.0.1:PORT' "
+                f"within {MOCK_STARTUP_TIMEOUT_S}s (exit code {proc.returncode}).\n"
+                f"command: {' '.join(cmd)}\n"
+                f"--- stdout ---\n{_read(out_path)}\n--- stderr ---\n{_read(err_path)}",
+                pytrace=False,
+            )
+        root = f"http://127.0.0.1:{bound_port}"
+        yield FakeProvider(
+            provider=provider,
+            api_key=api_key,
+            root=root,
+            base_url=root + _FAKE_BASE_PATH[provider],
+            stdout_log=out_path,
+            stderr_log=err_path,
+        )
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def fake_anthropic(workdir: Path):
+    with _run_fake(workdir, "anthropic", ANTHROPIC_UPSTREAM_KEY) as fake:
+        _FIXTURE_LOGS["fake_anthropic"] = [fake.stderr_log]
+        try:
+            yield fake
+        finally:
+            _FIXTURE_LOGS.pop("fake_anthropic", None)
+
+
+@pytest.fixture(scope="session")
+def fake_gemini(workdir: Path):
+    with _run_fake(workdir, "gemini", GEMINI_UPSTREAM_KEY) as fake:
+        _FIXTURE_LOGS["fake_gemini"] = [fake.stderr_log]
+        try:
+            yield fake
+        finally:
+            _FIXTURE_LOGS.pop("fake_gemini", None)
+
+
+def _native_proxy_config(port: int, anthropic: FakeProvider, gemini: FakeProvider) -> str:
+    # max_retries = 0: a translation error must surface, not be retried away.
+    return f"""\
+[general]
+master_key = "{MASTER_KEY}"
+max_retries = 0
+
+[server]
+host = "127.0.0.1"
+port = {port}
+body_limit_bytes = {BODY_LIMIT_BYTES}
+
+[[models]]
+name = "claude"
+provider_model = "anthropic/claude-sonnet-4-5"
+base_url = "{anthropic.base_url}"
+api_key = "{anthropic.api_key}"
+
+[[models]]
+name = "gemini"
+provider_model = "gemini/gemini-2.5-flash"
+base_url = "{gemini.base_url}"
+api_key = "{gemini.api_key}"
+"""
+
+
+@pytest.fixture(scope="session")
+def native_proxy(workdir: Path, fake_anthropic: FakeProvider, fake_gemini: FakeProvider):
+    """A second proxy whose models go through the native Anthropic and Gemini adapters."""
+    config = lambda port: _native_proxy_config(port, fake_anthropic, fake_gemini)  # noqa: E731
+    with _run_proxy(workdir, "liter-llm-native", config) as p:
+        _FIXTURE_LOGS["native_proxy"] = [p.stderr_log, p.stdout_log]
+        try:
+            yield p
+        finally:
+            _FIXTURE_LOGS.pop("native_proxy", None)
+
+
+@pytest.fixture(scope="session")
+def native_client(native_proxy: Proxy):
+    """The official SDK, master key, pointed at the native-adapter proxy."""
+    client = openai.OpenAI(
+        base_url=native_proxy.api_base, api_key=MASTER_KEY, max_retries=0, timeout=30.0
+    )
+    yield client
+    client.close()
+
+
 # --------------------------------------------------------------------------- reporting
 
 
@@ -293,9 +459,13 @@ def _tail(path: Path, lines: int = 60) -> str:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
-    if report.when == "call" and report.failed and _PROXY_LOGS:
-        for path in _PROXY_LOGS:
-            text = _tail(path)
-            if text:
-                report.sections.append((f"liter-llm {path.name} (tail)", text))
+    if report.when == "call" and report.failed:
+        used = getattr(item, "fixturenames", ())
+        for fixture, paths in list(_FIXTURE_LOGS.items()):
+            if fixture not in used:
+                continue
+            for path in paths:
+                text = _tail(path)
+                if text:
+                    report.sections.append((f"{fixture} {path.name} (tail)", text))
     return report

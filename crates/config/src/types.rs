@@ -438,7 +438,6 @@ impl Config {
                 "general.enable_cost_tracking = true",
                 self.general.enable_cost_tracking,
             ),
-            ("general.enable_tracing = true", self.general.enable_tracing),
         ];
         found.extend(
             sections

@@ -6,6 +6,7 @@
 
 use crate::balance::DeploymentState;
 use crate::glob::Glob;
+use crate::pricing::{prices_for, PriceTable, Prices};
 use http::{HeaderName, HeaderValue};
 use liter_llm_config::{Config, Secret};
 use liter_llm_providers::adapters::{native, ChatAdapter};
@@ -36,6 +37,8 @@ pub struct Deployment {
     pub adapter: Option<&'static dyn ChatAdapter>,
     /// Share of traffic under the `weighted` strategy.
     pub weight: u32,
+    /// USD per token; `None` when neither the table nor the config knows.
+    pub prices: Option<Prices>,
     pub state: DeploymentState,
 }
 
@@ -192,8 +195,17 @@ impl Router {
                     field: &field,
                 })
                 .map_err(RouterError)?;
+            let prices = prices_for(m, &field, deployment.provider.name.as_str(), &deployment.upstream_model)
+                .map_err(RouterError)?;
+            if prices.is_none() {
+                tracing::warn!(
+                    model = %m.name, provider_model = %m.provider_model,
+                    "no known price for this model: its requests are costed at 0 (set input_cost_per_token / output_cost_per_token)"
+                );
+            }
             let deployment = Deployment {
                 weight: m.weight.unwrap_or(1),
+                prices,
                 ..deployment
             };
             if m.weight == Some(0) {
@@ -358,6 +370,9 @@ impl Router {
             timeout: spec.timeout,
             adapter: native(provider.adapter),
             weight: 1,
+            prices: PriceTable::builtin()
+                .ok()
+                .and_then(|t| t.lookup(provider.name.as_str(), upstream_model)),
             state: DeploymentState::default(),
         })
     }

@@ -134,7 +134,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(k) = process_env("LITER_LLM_MASTER_KEY") {
                 set_master_key(&mut config, &k)?;
             }
-            AppState::build(&config, env_arc())?;
+            AppState::build_with(&config, env_arc(), false)?;
             match &path {
                 Some(p) => println!("# {}: valid", p.display()),
                 None => println!("# no liter-llm-proxy.toml found; effective defaults: valid"),

@@ -55,13 +55,15 @@ pub async fn serve(
             std::future::pending::<()>().await;
         }
     };
-    tokio::select! {
-        r = server => { r?; Ok(true) }
+    let clean = tokio::select! {
+        r = server => { r?; true }
         _ = drain_deadline => {
             tracing::warn!("drain timeout of {} s reached; closing the remaining connections", opts.drain_timeout.as_secs());
-            Ok(false)
+            false
         }
-    }
+    };
+    state.layers.shutdown();
+    Ok(clean)
 }
 
 /// SIGTERM or SIGINT (Ctrl-C).

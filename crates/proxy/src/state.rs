@@ -5,6 +5,8 @@ use crate::metrics::Metrics;
 use liter_llm_config::Config;
 use liter_llm_gateway::balance::CooldownPolicy;
 use liter_llm_gateway::health::HealthChecker;
+use liter_llm_gateway::pricing::cost_of;
+use liter_llm_gateway::layers::{build as build_stack, Layers};
 use liter_llm_gateway::pipeline::dispatch::{Dispatch, DispatchCore, Pricer};
 use liter_llm_gateway::pipeline::ChatService;
 use liter_llm_gateway::{Router, Upstream};
@@ -18,6 +20,8 @@ pub struct AppState {
     pub router: Arc<Router>,
     /// The chat pipeline: the configured layers around the dispatcher.
     pub chat: ChatService,
+    /// Kept to flush them at shutdown.
+    pub layers: Layers,
     pub keys: KeyStore,
     pub body_limit: usize,
     pub request_timeout: Duration,
@@ -42,9 +46,16 @@ pub enum BuildError {
 impl AppState {
     /// Build everything a request needs. Every config problem that can be found
     /// before serving is found here, so `config check` and `api` agree.
-    pub fn build(
+    pub fn build(config: &Config, env: liter_llm_config::EnvLookup) -> Result<AppState, BuildError> {
+        Self::build_with(config, env, true)
+    }
+
+    /// `start_background = false` validates everything but starts no exporter or
+    /// other background work: what `config check` needs.
+    pub fn build_with(
         config: &Config,
         env: liter_llm_config::EnvLookup,
+        start_background: bool,
     ) -> Result<AppState, BuildError> {
         let registry = Registry::builtin()
             .map_err(|e| BuildError::Config(format!("provider registry: {e}")))?;
@@ -63,7 +74,7 @@ impl AppState {
             },
             None => CooldownPolicy::default(),
         };
-        let pricer: Pricer = Arc::new(|_, _| 0.0);
+        let pricer: Pricer = Arc::new(|d, usage| cost_of(d.prices.as_ref(), usage));
         let dispatch = Dispatch::new(DispatchCore {
             router: router.clone(),
             upstream: Upstream::new(client.clone(), config.general.max_retries),
@@ -95,11 +106,17 @@ impl AppState {
                 })
             }
         };
-        let chat =
-            liter_llm_gateway::layers::build(config, dispatch).map_err(BuildError::Config)?;
+        let layers = if start_background {
+            Layers::from_config(config).map_err(BuildError::Config)?
+        } else {
+            Layers::validate(config).map_err(BuildError::Config)?;
+            Layers::default()
+        };
+        let chat = build_stack(&layers, dispatch);
         Ok(AppState {
             router,
             chat,
+            layers,
             keys,
             body_limit: usize::try_from(config.server.body_limit_bytes).unwrap_or(usize::MAX),
             request_timeout: Duration::from_secs(config.server.request_timeout_secs),

@@ -431,3 +431,23 @@ async fn bad_router_config_names_the_field() {
         .unwrap();
     assert!(err.to_string().contains("health.probe_model"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lowest_cost_prefers_the_cheaper_deployment() {
+    let pricey = start_mock(MockConfig::default()).await;
+    let cheap = start_mock(MockConfig::default()).await;
+    let cfg = config(
+        "[router]\nstrategy = \"lowest-cost\"",
+        &[
+            entry("pool", &pricey, "input_cost_per_token = 0.00001\noutput_cost_per_token = 0.00003"),
+            entry("pool", &cheap, "input_cost_per_token = 0.000001\noutput_cost_per_token = 0.000002"),
+        ],
+    );
+    let proxy = start_proxy(&cfg).await;
+    for i in 0..10 {
+        let resp = chat(&proxy, "pool", i % 2 == 0).await;
+        assert_eq!(resp.status(), 200);
+        let _ = resp.bytes().await.unwrap();
+    }
+    assert_eq!((pricey.request_count(), cheap.request_count()), (0, 10));
+}

@@ -18,7 +18,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -143,6 +143,14 @@ pub async fn start(api_key: &str) -> std::io::Result<FakeAnthropic> {
 impl FakeAnthropic {
     pub async fn start(api_key: &str) -> std::io::Result<FakeAnthropic> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        Self::start_on(listener, api_key).await
+    }
+
+    /// Serves on a listener the caller bound (the `fake-providers` binary binds
+    /// the address it was given). Besides the Messages API, every fake answers
+    /// `GET /__requests` with what it recorded, as a JSON array of
+    /// `{method, path, query, headers, body}`, for tests in another process.
+    pub async fn start_on(listener: TcpListener, api_key: &str) -> std::io::Result<FakeAnthropic> {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             api_key: api_key.to_string(),
@@ -152,6 +160,7 @@ impl FakeAnthropic {
         });
         let app = Router::new()
             .route("/v1/messages", post(messages))
+            .route("/__requests", get(recorded))
             .fallback(not_found)
             .with_state(Arc::clone(&shared));
         let task = tokio::spawn(async move {
@@ -235,6 +244,46 @@ fn error_response(status: u16, error_type: &str, message: &str) -> Response {
 
 fn invalid(message: impl AsRef<str>) -> Response {
     error_response(400, "invalid_request_error", message.as_ref())
+}
+
+impl RecordedRequest {
+    /// `{method, path, query, headers, body}`; repeated headers are joined
+    /// with `, `. `query` is always null: the Messages API takes none.
+    pub fn to_json(&self) -> Value {
+        let mut headers = Map::new();
+        for (name, value) in &self.headers {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            match headers.get_mut(name.as_str()) {
+                Some(Value::String(seen)) => {
+                    seen.push_str(", ");
+                    seen.push_str(&value);
+                }
+                _ => {
+                    headers.insert(name.as_str().to_string(), Value::String(value));
+                }
+            }
+        }
+        json!({
+            "method": self.method,
+            "path": self.path,
+            "query": Value::Null,
+            "headers": headers,
+            "body": self.body,
+        })
+    }
+}
+
+/// `GET /__requests`: everything recorded so far, oldest first.
+async fn recorded(State(shared): State<Arc<Shared>>) -> Response {
+    let all: Vec<Value> = lock(&shared.requests)
+        .iter()
+        .map(RecordedRequest::to_json)
+        .collect();
+    respond(
+        200,
+        "application/json",
+        Body::from(Value::Array(all).to_string()),
+    )
 }
 
 async fn not_found() -> Response {

@@ -104,6 +104,14 @@ pub struct FakeGemini {
 /// Starts a fake on `127.0.0.1:<free port>` that accepts `api_key`.
 pub async fn start(api_key: &str) -> std::io::Result<FakeGemini> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    start_on(listener, api_key).await
+}
+
+/// Serves on a listener the caller bound (the `fake-providers` binary binds the
+/// address it was given). Besides the Gemini API, every fake answers
+/// `GET /__requests` with what it recorded, as a JSON array of
+/// `{method, path, query, headers, body}`, for tests in another process.
+pub async fn start_on(listener: TcpListener, api_key: &str) -> std::io::Result<FakeGemini> {
     let addr = listener.local_addr()?;
     let shared = Arc::new(Shared {
         api_key: api_key.to_string(),
@@ -113,6 +121,7 @@ pub async fn start(api_key: &str) -> std::io::Result<FakeGemini> {
     });
     let app = Router::new()
         .route("/v1beta/models/{target}", post(generate))
+        .route("/__requests", axum::routing::get(recorded))
         .fallback(not_found)
         .with_state(shared.clone());
     let task = tokio::spawn(async move {
@@ -242,6 +251,42 @@ fn record(s: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u
         headers: headers.clone(),
         body: serde_json::from_slice(body).unwrap_or(Value::Null),
     });
+}
+
+impl RecordedRequest {
+    /// `{method, path, query, headers, body}`; repeated headers are joined
+    /// with `, `.
+    pub fn to_json(&self) -> Value {
+        let mut headers = Map::new();
+        for (name, value) in &self.headers {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            match headers.get_mut(name.as_str()) {
+                Some(Value::String(seen)) => {
+                    seen.push_str(", ");
+                    seen.push_str(&value);
+                }
+                _ => {
+                    headers.insert(name.as_str().to_string(), Value::String(value));
+                }
+            }
+        }
+        json!({
+            "method": self.method,
+            "path": self.path,
+            "query": self.query,
+            "headers": headers,
+            "body": self.body,
+        })
+    }
+}
+
+/// `GET /__requests`: everything recorded so far, oldest first.
+async fn recorded(State(s): State<Arc<Shared>>) -> Response {
+    let all: Vec<Value> = lock(&s.requests)
+        .iter()
+        .map(RecordedRequest::to_json)
+        .collect();
+    json_response(StatusCode::OK, &Value::Array(all))
 }
 
 async fn not_found(

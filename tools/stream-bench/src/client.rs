@@ -32,6 +32,9 @@ pub struct Shared {
 /// What one stream delivered.
 #[derive(Debug, Default)]
 pub struct StreamRecord {
+    /// TCP connect + HTTP/1 handshake, when this stream opened a new connection. A
+    /// full accept queue on the server shows up here as a ~1 s SYN retransmit.
+    pub connect_us: Option<u64>,
     /// Request written -> first complete SSE data event.
     pub ttft_event_us: Option<u64>,
     /// Request written -> first event with non-empty `delta.content`.
@@ -78,17 +81,23 @@ pub async fn run_slot(shared: Arc<Shared>, start_at: tokio::time::Instant) -> Ve
     let mut records = Vec::with_capacity(shared.repeat);
     let mut sender: Option<SendRequest<Full<Bytes>>> = None;
     for _ in 0..shared.repeat {
+        let mut rec = StreamRecord::default();
         let mut conn = match sender.take() {
             Some(s) => s,
-            None => match connect(&shared).await {
-                Ok(s) => s,
-                Err((kind, message)) => {
-                    records.push(StreamRecord::failed(kind, message));
-                    continue;
+            None => {
+                let began = Instant::now();
+                match connect(&shared).await {
+                    Ok(s) => {
+                        rec.connect_us = Some(micros(began.elapsed()));
+                        s
+                    }
+                    Err((kind, message)) => {
+                        records.push(StreamRecord::failed(kind, message));
+                        continue;
+                    }
                 }
-            },
+            }
         };
-        let mut rec = StreamRecord::default();
         let outcome =
             tokio::time::timeout(shared.timeout, one_stream(&shared, &mut conn, &mut rec)).await;
         if outcome.is_err() {

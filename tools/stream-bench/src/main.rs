@@ -87,6 +87,8 @@ struct Report {
     /// Most streams open at once (request sent, response not yet finished).
     peak_concurrent: usize,
     wall_secs: f64,
+    /// TCP connect + HTTP/1 handshake of each new connection.
+    connect_us: Summary,
     ttft_us: Summary,
     ttft_content_us: Summary,
     gap_us: Summary,
@@ -212,6 +214,7 @@ async fn bench(cli: &Cli) -> anyhow::Result<Report> {
 
 fn aggregate(cli: &Cli, records: Vec<StreamRecord>, peak: usize, wall_secs: f64) -> Report {
     let stall_threshold_us = (cli.pacing_ms > 0).then(|| cli.pacing_ms * cli.stall_factor * 1000);
+    let mut connect = Vec::with_capacity(records.len());
     let mut ttft = Vec::with_capacity(records.len());
     let mut ttft_content = Vec::with_capacity(records.len());
     let mut gaps = Vec::with_capacity(records.len() * (cli.expect_chunks + 3));
@@ -220,6 +223,7 @@ fn aggregate(cli: &Cli, records: Vec<StreamRecord>, peak: usize, wall_secs: f64)
     let mut error_samples = Vec::new();
     let requests = records.len();
     for rec in records {
+        connect.extend(rec.connect_us);
         ttft.extend(rec.ttft_event_us);
         ttft_content.extend(rec.ttft_content_us);
         chunks += rec.content;
@@ -258,6 +262,7 @@ fn aggregate(cli: &Cli, records: Vec<StreamRecord>, peak: usize, wall_secs: f64)
         failed,
         peak_concurrent: peak,
         wall_secs,
+        connect_us: summarize(connect),
         ttft_us: summarize(ttft),
         ttft_content_us: summarize(ttft_content),
         gap_us: summarize(gaps),
@@ -284,6 +289,12 @@ fn print_text(r: &Report) {
     println!(
         "  requests={} completed={} lost={} stalled={} failed={}",
         r.requests, r.completed, r.lost, r.stalled, r.failed
+    );
+    println!(
+        "  connect               p50={} p99={} max={}",
+        fmt_us(r.connect_us.p50),
+        fmt_us(r.connect_us.p99),
+        fmt_us(r.connect_us.max)
     );
     println!(
         "  TTFT (first event)    p50={} p99={} max={}",

@@ -140,6 +140,9 @@ fn usd(x: f64) -> String {
 // ---------------------------------------------------------------------------
 // The store
 
+/// Budgets a request can be checked against: its key's, its model's, the global one.
+pub const MAX_BUDGETS: usize = 3;
+
 /// Which budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum BudgetScope {
@@ -199,7 +202,7 @@ pub trait BudgetStore: Send + Sync + 'static {
     type Ticket: Send + 'static;
 
     /// Reserve `amount` USD in every budget of `budgets` (given in scope order:
-    /// key, model, global; at most eight). Per budget, atomically: start a new
+    /// key, model, global; at most [`MAX_BUDGETS`], one per scope). Per budget, atomically: start a new
     /// period if its UTC boundary has passed, then check `spent + reserved +
     /// amount <= limit` and reserve. `hard`: if any budget would be exceeded,
     /// reserve nothing and return the first. Soft: reserve in all and report
@@ -276,7 +279,7 @@ pub struct MemoryBudgetStore {
 /// A reservation in the [`MemoryBudgetStore`].
 #[derive(Debug)]
 pub struct MemoryTicket {
-    cells: Vec<Arc<Cell>>,
+    cells: [Option<Arc<Cell>>; MAX_BUDGETS],
     amount: f64,
 }
 
@@ -353,7 +356,7 @@ impl BudgetStore for MemoryBudgetStore {
         } else {
             0.0
         };
-        for cell in &ticket.cells {
+        for cell in ticket.cells.iter().flatten() {
             let mut s = cell.lock(now);
             s.inflight = s.inflight.saturating_sub(1);
             s.reserved = if s.inflight == 0 {
@@ -389,36 +392,43 @@ impl MemoryBudgetStore {
         now: i64,
         hard: bool,
     ) -> Result<Admission<MemoryTicket>, Over> {
-        debug_assert!(budgets.windows(2).all(|w| w[0].scope <= w[1].scope));
-        debug_assert!(budgets.len() <= 8);
-        let cells: Vec<Arc<Cell>> = budgets
-            .iter()
-            .filter_map(|b| self.cell(b, now, true))
-            .collect();
-        // Lock every budget of the request at once, always in scope order (key,
-        // model, global) so two requests cannot deadlock; then check and reserve
-        // with no window in which another request sees half a reservation.
-        let mut guards: Vec<_> = cells.iter().map(|c| c.lock(now)).collect();
-        let mut over = 0u8;
-        for (i, (g, b)) in guards.iter().zip(budgets).enumerate() {
-            if over_limit(g, amount, b.limit) {
-                if hard {
-                    return Err(Over {
-                        index: i,
-                        state: BudgetState {
-                            spent: g.spent,
-                            reserved: g.reserved,
-                        },
-                    });
-                }
-                over |= 1 << i;
+        debug_assert!(budgets.windows(2).all(|w| w[0].scope < w[1].scope));
+        let mut cells: [Option<Arc<Cell>>; MAX_BUDGETS] = Default::default();
+        for (slot, b) in cells.iter_mut().zip(budgets) {
+            *slot = self.cell(b, now, true);
+        }
+        let over = {
+            // Lock every budget of the request at once, always in scope order
+            // (key, model, global) so two requests cannot deadlock; then check
+            // and reserve, with no moment in which another request sees half a
+            // reservation.
+            let mut guards: [Option<std::sync::MutexGuard<'_, CellState>>; MAX_BUDGETS] =
+                Default::default();
+            for (g, c) in guards.iter_mut().zip(&cells) {
+                *g = c.as_ref().map(|c| c.lock(now));
             }
-        }
-        for g in &mut guards {
-            g.reserved += amount;
-            g.inflight += 1;
-        }
-        drop(guards);
+            let mut over = 0u8;
+            for (i, (g, b)) in guards.iter().zip(budgets).enumerate() {
+                let Some(g) = g else { continue };
+                if over_limit(g, amount, b.limit) {
+                    if hard {
+                        return Err(Over {
+                            index: i,
+                            state: BudgetState {
+                                spent: g.spent,
+                                reserved: g.reserved,
+                            },
+                        });
+                    }
+                    over |= 1 << i;
+                }
+            }
+            for g in guards.iter_mut().flatten() {
+                g.reserved += amount;
+                g.inflight += 1;
+            }
+            over
+        };
         Ok(Admission {
             ticket: MemoryTicket { cells, amount },
             over,

@@ -17,10 +17,41 @@ pub mod telemetry;
 use crate::pipeline::dispatch::Dispatch;
 use crate::pipeline::ChatService;
 use liter_llm_config::Config;
+use telemetry::TelemetryLayer;
 
-/// Stack the configured layers around `dispatch`. A layer that is not
-/// configured is not in the stack at all.
-pub fn build(_config: &Config, dispatch: Dispatch) -> Result<ChatService, String> {
-    let stack = tower::ServiceBuilder::new().service(dispatch);
-    Ok(ChatService::new(stack))
+/// The layers that exist for this config; `None` means not configured, and then
+/// the layer is not in the stack at all.
+#[derive(Clone, Default)]
+pub struct Layers {
+    pub telemetry: Option<TelemetryLayer>,
+}
+
+impl Layers {
+    /// Build every configured layer. Exporters and other background work start here.
+    pub fn from_config(config: &Config) -> Result<Layers, String> {
+        Ok(Layers {
+            telemetry: TelemetryLayer::from_config(config)?,
+        })
+    }
+
+    /// Check the same settings without starting anything (for `config check`).
+    pub fn validate(config: &Config) -> Result<(), String> {
+        TelemetryLayer::validate(config)?;
+        Ok(())
+    }
+
+    /// Flush what the layers still hold (spans) before the process exits.
+    pub fn shutdown(&self) {
+        if let Some(t) = &self.telemetry {
+            t.shutdown();
+        }
+    }
+}
+
+/// Stack the layers around `dispatch`, outermost first (see the module docs).
+pub fn build(layers: &Layers, dispatch: Dispatch) -> ChatService {
+    let stack = tower::ServiceBuilder::new()
+        .option_layer(layers.telemetry.clone())
+        .service(dispatch);
+    ChatService::new(stack)
 }

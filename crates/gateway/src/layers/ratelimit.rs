@@ -735,6 +735,11 @@ impl<St: RateLimitStore> std::fmt::Debug for RateLimitLayer<St> {
 }
 
 impl RateLimitLayer<MemoryRateLimitStore> {
+    /// Check the settings without building anything (for `config check`).
+    pub fn validate(config: &Config) -> Result<(), String> {
+        RateLimitSettings::from_config(config).map(|_| ())
+    }
+
     /// An in-memory rate limiter, or `None` when neither `[rate_limit]` nor any
     /// `[[keys]]` `rpm`/`tpm` is set. Errors name the offending field.
     pub fn from_config(config: &Config) -> Result<Option<RateLimitLayer>, String> {

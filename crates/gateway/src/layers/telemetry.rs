@@ -15,7 +15,7 @@
 //! | `gen_ai.response.model`, `gen_ai.response.finish_reasons` | the upstream reported them |
 //! | `gen_ai.usage.input_tokens`, `gen_ai.usage.output_tokens` | usage is known |
 //! | `gen_ai.usage.cache_read.input_tokens`, `…cache_creation.input_tokens`, `…reasoning.output_tokens` | non-zero |
-//! | `gen_ai.response.time_to_first_chunk` (seconds) | streams |
+//! | `gen_ai.response.time_to_first_chunk` (seconds, `Outcome::time_to_first_byte`) | streams |
 //! | `http.response.status_code` | a status was decided |
 //! | `error.type` and span status `Error` | the request failed (`stream_incomplete`, `upstream_502`, `rate_limit_error`, `cancelled`, …) |
 //! | `liter_llm.cost_usd`, `liter_llm.cached`, `liter_llm.attempts`, `liter_llm.completed` | always at settlement |
@@ -215,7 +215,8 @@ where
     fn call(&mut self, req: ChatRequest) -> Self::Future {
         let span = start_span(&self.shared.tracer, &req);
         if span.is_recording() {
-            req.settlement.on_settle(move |o| end_span(span, o));
+            let stream = req.stream;
+            req.settlement.on_settle(move |o| end_span(span, o, stream));
         }
         // A request that leaves this layer unsettled (rejected below without
         // settling, or abandoned by its caller) is settled here, so every hook,
@@ -285,7 +286,7 @@ fn start_span(tracer: &SdkTracer, req: &ChatRequest) -> SdkSpan {
     tracer.build_with_context(builder, &OtelContext::new())
 }
 
-fn end_span(mut span: SdkSpan, o: &Outcome) {
+fn end_span(mut span: SdkSpan, o: &Outcome, stream: bool) {
     if let Some(p) = o.provider {
         let name = provider_name(p);
         span.set_attribute(KeyValue::new(attr::PROVIDER_NAME, name));
@@ -327,7 +328,7 @@ fn end_span(mut span: SdkSpan, o: &Outcome) {
             }
         }
     }
-    if let Some(t) = o.time_to_first_byte {
+    if let (true, Some(t)) = (stream, o.time_to_first_byte) {
         span.set_attribute(KeyValue::new(
             attr::RESPONSE_TIME_TO_FIRST_CHUNK,
             t.as_secs_f64(),
@@ -807,6 +808,11 @@ mod tests {
         assert_eq!(get(&span, attr::KEY_ID), Some(&Value::from("key-1234abcd")));
         assert_eq!(get(&span, attr::REQUEST_ID), Some(&Value::from("req-1")));
         assert_eq!(get(&span, attr::ERROR_TYPE), None);
+        assert_eq!(
+            get(&span, attr::RESPONSE_TIME_TO_FIRST_CHUNK),
+            None,
+            "streams only"
+        );
     }
 
     #[tokio::test]
@@ -1063,7 +1069,7 @@ mod tests {
         let (layer, exporter) = memory_layer();
         let model = "é".repeat(200); // 400 bytes
         let span = start_span(&layer.shared.tracer, &request(&model, false));
-        end_span(span, &Outcome::default());
+        end_span(span, &Outcome::default(), false);
         let span = only_span(&exporter);
         assert!(span.name.len() <= 5 + MAX_MODEL_IN_NAME);
         assert_eq!(get(&span, attr::REQUEST_MODEL), Some(&Value::from(model)));
