@@ -4,7 +4,7 @@
 
 use crate::balance::ProbeReport;
 use crate::router::{Deployment, Router};
-use liter_llm_providers::adapters::ChatContext;
+use liter_llm_providers::adapters::{ChatContext, UpstreamTarget};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

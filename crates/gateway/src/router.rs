@@ -8,7 +8,9 @@ use crate::balance::DeploymentState;
 use crate::glob::Glob;
 use crate::pricing::{prices_for, PriceTable, Prices};
 use http::{HeaderName, HeaderValue};
-use liter_llm_config::{Config, Secret};
+use liter_llm_config::{Config, ModelEntry, Secret};
+use liter_llm_providers::adapters::{AwsCredentials, ProviderOptions};
+use liter_llm_providers::registry::AuthStyle;
 use liter_llm_providers::adapters::{native, ChatAdapter};
 use liter_llm_providers::auth::static_key_header;
 use liter_llm_providers::registry::{Adapter, ProviderSpec, Registry};
@@ -28,8 +30,8 @@ pub struct Deployment {
     pub upstream_model: String,
     /// Base URL without a trailing slash.
     pub base_url: String,
-    /// Precomputed because chat is the hot path.
-    pub chat_url: String,
+    /// Parsed once because chat is the hot path.
+    pub chat_url: reqwest::Url,
     pub auth: Option<(HeaderName, HeaderValue)>,
     pub timeout: Duration,
     /// `None` for OpenAI-compatible providers, whose requests are forwarded as
@@ -39,6 +41,8 @@ pub struct Deployment {
     pub weight: u32,
     /// USD per token; `None` when neither the table nor the config knows.
     pub prices: Option<Prices>,
+    /// What some adapters need beyond URL and key (api-version, AWS region and credentials).
+    pub options: ProviderOptions,
     pub state: DeploymentState,
 }
 
@@ -154,6 +158,8 @@ fn unroutable_reason(p: &ProviderSpec) -> Option<String> {
 }
 
 struct DeploymentSpec<'a> {
+    /// The `[[models]]` entry, for provider options; `None` for alias routes.
+    entry: Option<&'a ModelEntry>,
     id: String,
     model_name: &'a str,
     provider_model: &'a str,
@@ -186,6 +192,7 @@ impl Router {
                 .map_or(0, |g| g.deployments.len());
             let deployment = router
                 .build_deployment(DeploymentSpec {
+                    entry: Some(m),
                     id: format!("{}#{index}", m.name),
                     model_name: &m.name,
                     provider_model: &m.provider_model,
@@ -317,9 +324,16 @@ impl Router {
                 spec.provider_model
             ));
         }
+        let options = self.provider_options(&spec, provider)?;
+        let templated;
         let base_url = match (spec.base_url, provider.base_url.as_deref()) {
             (Some(u), _) => u,
             (None, Some(u)) if !provider.requires_base_url && !u.contains('{') => u,
+            // A regional endpoint such as Bedrock's, once the region is known.
+            (None, Some(u)) if u.contains("{region}") && options.region.is_some() => {
+                templated = u.replace("{region}", options.region.as_deref().unwrap_or_default());
+                templated.as_str()
+            }
             _ => {
                 return Err(format!(
                     "`{field}`: provider `{}` has no fixed URL; set `base_url`",
@@ -334,7 +348,10 @@ impl Router {
             ));
         }
         let env_key;
+        // Signed (SigV4) and token (OAuth) providers authenticate in their adapter.
+        let signed = matches!(provider.auth, AuthStyle::Sigv4 | AuthStyle::Oauth);
         let key: Option<&str> = match spec.api_key {
+            _ if signed => None,
             Some(k) => Some(k.expose()),
             None => match provider.env_var.as_deref() {
                 Some(var) => {
@@ -364,17 +381,64 @@ impl Router {
             model_name: spec.model_name.to_string(),
             provider,
             upstream_model: upstream_model.to_string(),
-            chat_url: format!("{base_url}/chat/completions"),
+            chat_url: reqwest::Url::parse(&format!("{base_url}/chat/completions"))
+                .map_err(|e| format!("`{field}.base_url` `{base_url}` is not a valid URL: {e}"))?,
             base_url,
             auth,
             timeout: spec.timeout,
             adapter: native(provider.adapter),
             weight: 1,
+            options,
             prices: PriceTable::builtin()
                 .ok()
                 .and_then(|t| t.lookup(provider.name.as_str(), upstream_model)),
             state: DeploymentState::default(),
         })
+    }
+
+    /// Region, credentials and api-version, from the entry or the standard
+    /// environment variables.
+    fn provider_options(&self, spec: &DeploymentSpec<'_>, provider: &ProviderSpec) -> Result<ProviderOptions, String> {
+        let entry = spec.entry;
+        let env = |name: &str| (self.env)(name).filter(|v| !v.is_empty());
+        let mut options = ProviderOptions {
+            api_version: entry.and_then(|e| e.api_version.clone()),
+            ..ProviderOptions::default()
+        };
+        if provider.auth == AuthStyle::Sigv4 {
+            options.region = entry
+                .and_then(|e| e.aws_region.clone())
+                .or_else(|| env("AWS_REGION"))
+                .or_else(|| env("AWS_DEFAULT_REGION"));
+            let secret = |field: Option<&Secret>, var: &str| {
+                field.map(|s| s.expose().to_string()).or_else(|| env(var))
+            };
+            let id = secret(entry.and_then(|e| e.aws_access_key_id.as_ref()), "AWS_ACCESS_KEY_ID");
+            let key = secret(entry.and_then(|e| e.aws_secret_access_key.as_ref()), "AWS_SECRET_ACCESS_KEY");
+            let token = secret(entry.and_then(|e| e.aws_session_token.as_ref()), "AWS_SESSION_TOKEN");
+            match (id, key) {
+                (Some(access_key_id), Some(secret_access_key)) => {
+                    options.aws = Some(AwsCredentials {
+                        access_key_id,
+                        secret_access_key,
+                        session_token: token,
+                    })
+                }
+                _ => {
+                    return Err(format!(
+                        "`{}` ({}): provider `{}` signs requests with AWS credentials; set aws_access_key_id and aws_secret_access_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                        spec.field, spec.model_name, provider.name
+                    ))
+                }
+            }
+            if options.region.is_none() && spec.base_url.is_none() {
+                return Err(format!(
+                    "`{}` ({}): set `aws_region` (or AWS_REGION) for provider `{}`",
+                    spec.field, spec.model_name, provider.name
+                ));
+            }
+        }
+        Ok(options)
     }
 
     pub fn resolve(&self, requested: &str) -> Result<Target<'_>, ResolveError> {
@@ -385,6 +449,7 @@ impl Router {
             return Err(ResolveError::UnknownModel(requested.to_string()));
         };
         self.build_deployment(DeploymentSpec {
+            entry: None,
             id: requested.to_string(),
             model_name: requested,
             provider_model: requested,

@@ -103,7 +103,9 @@ impl Upstream {
         let url = if prepared.path == "/chat/completions" {
             d.chat_url.clone()
         } else {
-            d.url(&prepared.path)
+            reqwest::Url::parse(&d.url(&prepared.path)).map_err(|e| {
+                ApiError::new(ErrorKind::BadGateway, format!("cannot build the upstream URL: {e}"))
+            })?
         };
         let mut builder = self
             .client

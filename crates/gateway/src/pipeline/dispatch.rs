@@ -18,7 +18,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use liter_llm_config::Strategy;
 use liter_llm_protocol::{rewrite_model, ApiError, ErrorKind};
-use liter_llm_providers::adapters::ChatContext;
+use liter_llm_providers::adapters::{ChatContext, UpstreamTarget};
 use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
@@ -555,7 +555,11 @@ fn prepare(d: &Deployment, req: &ChatRequest) -> Result<Prepared, ApiError> {
             body,
         });
     };
-    let translated = adapter.chat_request(&req.body, &chat_context(d, req))?;
+    let target = UpstreamTarget {
+        base_url: &d.base_url,
+        options: &d.options,
+    };
+    let translated = adapter.chat_request_for(&req.body, &chat_context(d, req), &target)?;
     Ok(Prepared {
         path: Cow::Owned(translated.path),
         headers: translated.headers,

@@ -40,6 +40,40 @@ pub struct ChatContext<'a> {
     pub include_usage: bool,
 }
 
+/// AWS credentials for SigV4 signing.
+#[derive(Clone)]
+pub struct AwsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for AwsCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsCredentials")
+            .field("access_key_id", &"[REDACTED]")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Per-deployment settings some providers need beyond a URL and a key.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderOptions {
+    /// Azure's `api-version` query parameter.
+    pub api_version: Option<String>,
+    /// AWS region (Bedrock, SageMaker).
+    pub region: Option<String>,
+    pub aws: Option<AwsCredentials>,
+}
+
+/// Where the request goes, for adapters that must build URLs or sign requests.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamTarget<'a> {
+    /// The deployment's base URL, without a trailing slash.
+    pub base_url: &'a str,
+    pub options: &'a ProviderOptions,
+}
+
 /// Translation of one provider's chat API to and from OpenAI's.
 pub trait ChatAdapter: Send + Sync {
     /// Build the upstream request from the client's OpenAI request body.
@@ -49,6 +83,18 @@ pub trait ChatAdapter: Send + Sync {
         openai_body: &[u8],
         ctx: &ChatContext<'_>,
     ) -> Result<UpstreamRequest, ApiError>;
+
+    /// Like [`ChatAdapter::chat_request`], for adapters that need the target's
+    /// base URL or options (Azure's api-version, SigV4 signing). The default
+    /// ignores them.
+    fn chat_request_for(
+        &self,
+        openai_body: &[u8],
+        ctx: &ChatContext<'_>,
+        _target: &UpstreamTarget<'_>,
+    ) -> Result<UpstreamRequest, ApiError> {
+        self.chat_request(openai_body, ctx)
+    }
 
     /// Translate a successful non-streaming answer into an OpenAI
     /// `chat.completion` JSON body.
