@@ -91,8 +91,12 @@ impl HealthChecker {
                     stream: false,
                     include_usage: false,
                 };
+                let target = UpstreamTarget {
+                    base_url: &d.base_url,
+                    options: &d.options,
+                };
                 let prepared = adapter
-                    .chat_request(PROBE_BODY.as_bytes(), &ctx)
+                    .chat_request_for(PROBE_BODY.as_bytes(), &ctx, &target)
                     .map_err(|e| e.message)?;
                 let mut r = self
                     .client
