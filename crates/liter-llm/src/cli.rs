@@ -167,9 +167,7 @@ fn run_api(args: ApiArgs) -> anyhow::Result<ExitCode> {
         let state = Arc::new(AppState::build(&config, env_arc())?);
         let app = build_app(state.clone(), &config.server.cors_origins).map_err(|e| anyhow!(e))?;
         let addr = format!("{}:{}", config.server.host, config.server.port);
-        let listener = tokio::net::TcpListener::bind(&addr)
-            .await
-            .with_context(|| format!("cannot bind {addr}"))?;
+        let listener = bind(&addr).await.with_context(|| format!("cannot bind {addr}"))?;
         let bound: SocketAddr = listener.local_addr()?;
         tracing::info!(
             "liter-llm {} listening on http://{bound} ({} models, {} aliases)",
@@ -183,6 +181,29 @@ fn run_api(args: ApiArgs) -> anyhow::Result<ExitCode> {
         let clean = serve(state, app, listener, opts, shutdown_signal()).await?;
         tracing::info!(clean, "stopped");
         Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Bind with a deep accept queue: the default of 128 overflows when thousands of
+/// clients connect at once, and an overflow costs a client a SYN retransmit (1 s).
+async fn bind(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    const BACKLOG: u32 = 4096;
+    let mut last_err = None;
+    for sock_addr in tokio::net::lookup_host(addr).await? {
+        let socket = if sock_addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(sock_addr).and_then(|()| socket.listen(BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(match last_err {
+        Some(e) => e.into(),
+        None => anyhow!("`{addr}` resolved to no address"),
     })
 }
 
