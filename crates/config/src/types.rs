@@ -444,13 +444,8 @@ impl Config {
         let mut found: Vec<String> = Vec::new();
         let sections = [
             ("[rate_limit]", self.rate_limit.is_some()),
-            ("[budget]", self.budget.is_some()),
             ("[cache]", self.cache.is_some()),
             ("[files]", self.files.is_some()),
-            (
-                "general.enable_cost_tracking = true",
-                self.general.enable_cost_tracking,
-            ),
         ];
         found.extend(
             sections
@@ -469,7 +464,6 @@ impl Config {
             for (field, set) in [
                 ("rpm", k.rpm.is_some()),
                 ("tpm", k.tpm.is_some()),
-                ("budget_limit", k.budget_limit.is_some()),
             ] {
                 if set {
                     found.push(format!("keys[{i}].{field}"));

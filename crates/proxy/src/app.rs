@@ -14,7 +14,7 @@
 //! public routes need no exemption list.
 
 use crate::error::error_response;
-use crate::routes::{chat, health, models, unimplemented};
+use crate::routes::{chat, health, models, spend, unimplemented};
 use crate::state::AppState;
 use axum::routing::{get, post};
 use http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION};
@@ -60,6 +60,8 @@ pub fn routes(state: Arc<AppState>) -> axum::Router {
         .route("/health/readiness", get(health::readiness))
         .route("/openapi.json", get(health::openapi))
         .route("/metrics", get(health::metrics))
+        .route("/spend/logs", get(spend::logs))
+        .route("/spend/totals", get(spend::totals))
         .fallback(unimplemented::not_found)
         .method_not_allowed_fallback(unimplemented::method_not_allowed)
         .with_state(state)

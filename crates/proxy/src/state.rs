@@ -6,6 +6,7 @@ use liter_llm_config::Config;
 use liter_llm_gateway::balance::CooldownPolicy;
 use liter_llm_gateway::health::HealthChecker;
 use liter_llm_gateway::pricing::cost_of;
+use liter_llm_gateway::spend::SpendLog;
 use liter_llm_gateway::layers::{build as build_stack, Layers};
 use liter_llm_gateway::pipeline::dispatch::{Dispatch, DispatchCore, Pricer};
 use liter_llm_gateway::pipeline::ChatService;
@@ -22,6 +23,8 @@ pub struct AppState {
     pub chat: ChatService,
     /// Kept to flush them at shutdown.
     pub layers: Layers,
+    /// Spend records, with `[general].enable_cost_tracking`.
+    pub spend: Option<Arc<SpendLog>>,
     pub keys: KeyStore,
     pub body_limit: usize,
     pub request_timeout: Duration,
@@ -106,16 +109,12 @@ impl AppState {
                 })
             }
         };
-        let layers = if start_background {
-            Layers::from_config(config).map_err(BuildError::Config)?
-        } else {
-            Layers::validate(config).map_err(BuildError::Config)?;
-            Layers::default()
-        };
+        let layers = Layers::from_config(config, &router, start_background).map_err(BuildError::Config)?;
         let chat = build_stack(&layers, dispatch);
         Ok(AppState {
             router,
             chat,
+            spend: layers.spend.clone(),
             layers,
             keys,
             body_limit: usize::try_from(config.server.body_limit_bytes).unwrap_or(usize::MAX),

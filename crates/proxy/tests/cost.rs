@@ -164,3 +164,29 @@ async fn spend_totals_add_up_json_answers_and_streams_per_key_and_model() {
     // 5 completion tokens per JSON answer, one per chunk for the stream.
     assert_eq!(totals.overall.completion_tokens, 5 + 4 + 5);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spend_routes_are_master_only_and_list_records() {
+    let mock = start_mock(MockConfig::default()).await;
+    let cfg = basic_config(&mock, "gpt-4o", "input_cost_per_token = 0.000001\noutput_cost_per_token = 0.000002")
+        .replace("[general]", "[general]\nenable_cost_tracking = true")
+        + "\n[[keys]]\nkey = \"sk-team\"\n";
+    let proxy = start_proxy(&cfg).await;
+    assert_eq!(post_chat(&proxy, MASTER, &chat_body("gpt-4o", false)).await.status(), 200);
+    spend(&proxy).flush().await;
+    let denied = client().get(proxy.url("/spend/logs")).bearer_auth("sk-team").send().await.unwrap();
+    error_message(denied, 403).await;
+    let logs: serde_json::Value = client()
+        .get(proxy.url("/spend/logs?limit=5"))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(logs["data"][0]["model_group"], "gpt-4o", "{logs}");
+    assert!(logs["data"][0]["cost_usd"].as_f64().unwrap() > 0.0, "{logs}");
+    let totals = client().get(proxy.url("/spend/totals")).bearer_auth(MASTER).send().await.unwrap();
+    assert_eq!(totals.status(), 200);
+}

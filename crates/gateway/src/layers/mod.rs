@@ -5,6 +5,8 @@
 //! 2. rate limit — cheapest rejection, and a request is a request even when
 //!    the cache answers it;
 //! 3. budget — reserves the worst-case cost before anything is spent;
+//!    then cost — the `x-liter-llm-cost` header and the spend record, outside
+//!    the cache so that hits are recorded too (at cost 0);
 //! 4. cache — a hit skips the upstream, and settles with no tokens and no cost,
 //!    so the layers above release their reservations;
 //! 5. dispatch — routing, cooldown, retries, fallbacks, the upstream call.
@@ -16,7 +18,12 @@ pub mod telemetry;
 
 use crate::pipeline::dispatch::Dispatch;
 use crate::pipeline::ChatService;
+use crate::pricing::Prices;
+use crate::router::Router;
+use crate::spend::{SpendLog, SpendOptions};
+use budget::{BudgetLayer, CostLayer, WorstPrices};
 use liter_llm_config::Config;
+use std::sync::Arc;
 use telemetry::TelemetryLayer;
 
 /// The layers that exist for this config; `None` means not configured, and then
@@ -24,20 +31,49 @@ use telemetry::TelemetryLayer;
 #[derive(Clone, Default)]
 pub struct Layers {
     pub telemetry: Option<TelemetryLayer>,
+    pub budget: Option<BudgetLayer>,
+    /// Cost header and spend records, with `[general].enable_cost_tracking`.
+    pub cost: Option<CostLayer>,
+    pub spend: Option<Arc<SpendLog>>,
+}
+
+/// A group's dearest prices: what a budget must reserve before it knows which
+/// deployment will answer.
+fn worst_prices(router: Arc<Router>) -> WorstPrices {
+    Arc::new(move |name: &str| {
+        let group = router.groups().find(|g| g.name == name)?;
+        group
+            .deployments
+            .iter()
+            .filter_map(|d| d.prices)
+            .reduce(Prices::max)
+    })
 }
 
 impl Layers {
-    /// Build every configured layer. Exporters and other background work start here.
-    pub fn from_config(config: &Config) -> Result<Layers, String> {
+    /// Build every configured layer. With `start_background`, exporters and the
+    /// spend writer start here; without it (for `config check`) everything is
+    /// validated and nothing starts.
+    pub fn from_config(config: &Config, router: &Arc<Router>, start_background: bool) -> Result<Layers, String> {
+        let known = |name: &str| router.groups().any(|g| g.name == name);
+        let budget = BudgetLayer::from_config(config, worst_prices(router.clone()), &known)?;
+        if !start_background {
+            TelemetryLayer::validate(config)?;
+            return Ok(Layers {
+                budget,
+                ..Layers::default()
+            });
+        }
+        let spend = config
+            .general
+            .enable_cost_tracking
+            .then(|| SpendLog::start(SpendOptions::default(), Vec::new()));
         Ok(Layers {
             telemetry: TelemetryLayer::from_config(config)?,
+            budget,
+            cost: config.general.enable_cost_tracking.then(|| CostLayer::new(spend.clone())),
+            spend,
         })
-    }
-
-    /// Check the same settings without starting anything (for `config check`).
-    pub fn validate(config: &Config) -> Result<(), String> {
-        TelemetryLayer::validate(config)?;
-        Ok(())
     }
 
     /// Flush what the layers still hold (spans) before the process exits.
@@ -52,6 +88,8 @@ impl Layers {
 pub fn build(layers: &Layers, dispatch: Dispatch) -> ChatService {
     let stack = tower::ServiceBuilder::new()
         .option_layer(layers.telemetry.clone())
+        .option_layer(layers.budget.clone())
+        .option_layer(layers.cost.clone())
         .service(dispatch);
     ChatService::new(stack)
 }

@@ -8,6 +8,9 @@
 //! keeps retries, timeouts and metering in one place.
 
 pub mod anthropic;
+pub mod azure;
+pub mod bedrock;
+pub mod cohere;
 pub mod gemini;
 
 use crate::registry::Adapter;

@@ -2,3 +2,4 @@ pub mod chat;
 pub mod health;
 pub mod models;
 pub mod unimplemented;
+pub mod spend;

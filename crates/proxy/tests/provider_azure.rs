@@ -1,0 +1,570 @@
+//! The Azure OpenAI and Azure AI Foundry adapters through the real proxy, over
+//! loopback, against the provider-faithful fake: the client speaks OpenAI, the
+//! fake only accepts what Azure accepts (the `api-key` header, an `api-version`,
+//! a known deployment, recognised body fields).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod common;
+
+use common::*;
+use fake_providers::azure::{self, AzureFault, FakeAzure, RecordedRequest};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+const AZURE_KEY: &str = "az-test-key";
+
+fn config(fake: &FakeAzure) -> String {
+    format!(
+        r#"
+[general]
+master_key = "{MASTER}"
+max_retries = 0
+
+[[models]]
+name = "az"
+provider_model = "azure/gpt-4o-prod"
+base_url = "{base}"
+api_key = "{AZURE_KEY}"
+
+[[models]]
+name = "az-2024-06"
+provider_model = "azure/gpt-4o-prod"
+base_url = "{base}/openai"
+api_key = "{AZURE_KEY}"
+api_version = "2024-06-01"
+
+[[models]]
+name = "az-v1"
+provider_model = "azure/gpt-4o-mini"
+base_url = "{base}/openai/v1"
+api_key = "{AZURE_KEY}"
+
+[[models]]
+name = "az-missing"
+provider_model = "azure/no-such-deployment"
+base_url = "{base}"
+api_key = "{AZURE_KEY}"
+
+[[models]]
+name = "az-badkey"
+provider_model = "azure/gpt-4o-prod"
+base_url = "{base}"
+api_key = "az-wrong-key"
+
+[[models]]
+name = "foundry"
+provider_model = "azure_ai/Mistral-Large-2411"
+base_url = "{models}"
+api_key = "{AZURE_KEY}"
+"#,
+        base = fake.base_url(),
+        models = fake.models_base_url(),
+    )
+}
+
+async fn setup() -> (FakeAzure, TestProxy) {
+    let fake = azure::start(AZURE_KEY).await.unwrap();
+    let proxy = start_proxy(&config(&fake)).await;
+    (fake, proxy)
+}
+
+/// Posts the exact bytes, so the test can compare what reached the fake.
+async fn post_raw(p: &TestProxy, body: &str) -> reqwest::Response {
+    client()
+        .post(p.url("/v1/chat/completions"))
+        .bearer_auth(MASTER)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+fn weather_tools() -> Value {
+    json!([{
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather for a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }])
+}
+
+/// Every `data:` payload of an SSE body, `[DONE]` included.
+fn sse_events(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .filter_map(|e| e.trim().strip_prefix("data: "))
+        .map(str::to_string)
+        .collect()
+}
+
+async fn read_sse(resp: reqwest::Response) -> String {
+    let mut text = String::new();
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+    }
+    text
+}
+
+/// The events of a finished stream, without `[DONE]`, parsed.
+fn finished_chunks(text: &str) -> Vec<Value> {
+    let events = sse_events(text);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{text}");
+    events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect()
+}
+
+fn content_of(chunks: &[Value]) -> String {
+    chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect()
+}
+
+/// The proxy's credential reached the fake as `api-key`; the client's proxy
+/// key never left the proxy.
+fn assert_upstream_auth(fake: &FakeAzure) {
+    let requests = fake.requests();
+    assert!(!requests.is_empty());
+    for r in requests {
+        let key = r.headers.get("api-key").map(|v| v.to_str().unwrap());
+        assert!(
+            key == Some(AZURE_KEY) || key == Some("az-wrong-key"),
+            "api-key: {key:?}"
+        );
+        assert!(r.headers.get("authorization").is_none(), "{:?}", r.headers);
+        for (name, value) in &r.headers {
+            assert!(
+                !value
+                    .as_bytes()
+                    .windows(MASTER.len())
+                    .any(|w| w == MASTER.as_bytes()),
+                "the client's key leaked upstream in `{name}`"
+            );
+        }
+        assert!(!r.raw.windows(MASTER.len()).any(|w| w == MASTER.as_bytes()));
+    }
+}
+
+fn only(fake: &FakeAzure) -> RecordedRequest {
+    let all = fake.requests();
+    assert_eq!(all.len(), 1, "{all:?}");
+    all.into_iter().next().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn non_stream_reaches_the_deployment_and_answers_with_filter_results() {
+    let (fake, proxy) = setup().await;
+    let body = r#"{"model":"az","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"hi there"}],"temperature":0.5,"max_tokens":100,"user":"someone","seed":7}"#;
+    let resp = post_raw(&proxy, body).await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["model"], "gpt-4o-2024-08-06");
+    let choice = &v["choices"][0];
+    assert_eq!(
+        choice["message"]["content"],
+        "Hello from fake Azure OpenAI. You said: hi there"
+    );
+    assert_eq!(choice["finish_reason"], "stop");
+    assert_eq!(
+        choice["content_filter_results"]["violence"],
+        json!({"filtered": false, "severity": "safe"})
+    );
+    assert_eq!(v["prompt_filter_results"][0]["prompt_index"], 0);
+    assert_eq!(v["usage"]["prompt_tokens"], 4);
+    assert_eq!(v["usage"]["total_tokens"], 4 + 9);
+
+    let seen = only(&fake);
+    assert_eq!(seen.method, "POST");
+    assert_eq!(
+        seen.path,
+        "/openai/deployments/gpt-4o-prod/chat/completions"
+    );
+    assert_eq!(seen.query.as_deref(), Some("api-version=2024-10-21"));
+    assert_eq!(
+        seen.headers.get("content-type").unwrap(),
+        "application/json"
+    );
+    // The client's bytes, with only the model replaced by the deployment.
+    assert_eq!(
+        std::str::from_utf8(&seen.raw).unwrap(),
+        body.replace(r#""model":"az""#, r#""model":"gpt-4o-prod""#)
+    );
+    assert_upstream_auth(&fake);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stream_passes_prompt_filter_chunk_and_ends_with_done() {
+    let (fake, proxy) = setup().await;
+    let resp = post_chat(
+        &proxy,
+        MASTER,
+        &json!({
+            "model": "az",
+            "messages": [{"role": "user", "content": "stream me please"}],
+            "stream": true,
+        }),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let text = read_sse(resp).await;
+    let chunks = finished_chunks(&text);
+    // Azure's first event: no choices, only the prompt's filter results.
+    assert_eq!(chunks[0]["choices"], json!([]), "{text}");
+    assert!(chunks[0]["prompt_filter_results"].is_array(), "{text}");
+    assert_eq!(chunks[1]["choices"][0]["delta"]["role"], "assistant");
+    assert_eq!(
+        content_of(&chunks),
+        "Hello from fake Azure OpenAI. You said: stream me please"
+    );
+    let finishes: Vec<&Value> = chunks
+        .iter()
+        .map(|c| &c["choices"][0]["finish_reason"])
+        .filter(|f| f.is_string())
+        .collect();
+    assert_eq!(finishes, [&json!("stop")]);
+    // The proxy asked for usage to meter the stream and stripped the usage
+    // chunk the client did not ask for.
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c.get("usage").is_none_or(Value::is_null)),
+        "{text}"
+    );
+    let seen = only(&fake);
+    assert_eq!(seen.body["stream"], true);
+    assert_eq!(seen.body["stream_options"], json!({"include_usage": true}));
+    assert_upstream_auth(&fake);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stream_usage_chunk_reaches_a_client_that_asked() {
+    let (_fake, proxy) = setup().await;
+    let resp = post_chat(
+        &proxy,
+        MASTER,
+        &json!({
+            "model": "az",
+            "messages": [{"role": "user", "content": "count me"}],
+            "stream": true,
+            "stream_options": {"include_usage": true},
+        }),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let text = read_sse(resp).await;
+    let chunks = finished_chunks(&text);
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"], json!([]), "{text}");
+    assert_eq!(last["usage"]["prompt_tokens"], 2);
+    assert_eq!(last["usage"]["completion_tokens"], 9);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tool_call_round_trip() {
+    let (fake, proxy) = setup().await;
+    let first = json!({
+        "model": "az",
+        "messages": [{"role": "user", "content": "What is the weather in Oslo?"}],
+        "tools": weather_tools(),
+        "tool_choice": "auto",
+    });
+    let resp = post_chat(&proxy, MASTER, &first).await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    let choice = &v["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls");
+    let call = &choice["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "get_weather");
+    assert_eq!(call["function"]["arguments"], "{\"city\":\"Oslo\"}");
+    assert_eq!(fake.requests()[0].body["tools"], weather_tools());
+
+    let second = json!({
+        "model": "az",
+        "messages": [
+            {"role": "user", "content": "What is the weather in Oslo?"},
+            choice["message"].clone(),
+            {"role": "tool", "tool_call_id": call["id"], "content": "{\"temp_c\": 3}"},
+        ],
+        "tools": weather_tools(),
+    });
+    let resp = post_chat(&proxy, MASTER, &second).await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "Tool result received: {\"temp_c\": 3}"
+    );
+    assert_eq!(fake.requests()[1].body["messages"], second["messages"]);
+    assert_upstream_auth(&fake);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tool_call_stream() {
+    let (_fake, proxy) = setup().await;
+    let body = json!({
+        "model": "az",
+        "messages": [{"role": "user", "content": "Weather in Bergen?"}],
+        "tools": weather_tools(),
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+        "stream": true,
+    });
+    let resp = post_chat(&proxy, MASTER, &body).await;
+    assert_eq!(resp.status(), 200);
+    let text = read_sse(resp).await;
+    let chunks = finished_chunks(&text);
+    let calls: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].as_array())
+        .flatten()
+        .collect();
+    assert_eq!(calls[0]["function"]["name"], "get_weather");
+    assert!(calls[0]["id"].as_str().unwrap().starts_with("call_"));
+    let args: String = calls
+        .iter()
+        .filter_map(|c| c["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(args, "{\"city\":\"Bergen\"}");
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "tool_calls");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_part_reaches_the_fake_unchanged() {
+    let (fake, proxy) = setup().await;
+    let body = r#"{"model":"az","messages":[{"role":"user","content":[{"type":"text","text":"What is in this picture?"},{"type":"image_url","image_url":{"url":"data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAE=","detail":"low"}}]}]}"#;
+    let resp = post_raw(&proxy, body).await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "Hello from fake Azure OpenAI. You said: What is in this picture? (I see 1 image(s).)"
+    );
+    let seen = only(&fake);
+    assert_eq!(
+        seen.body["messages"][0]["content"][1],
+        json!({"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAE=", "detail": "low"}})
+    );
+    assert_eq!(
+        std::str::from_utf8(&seen.raw).unwrap(),
+        body.replace(r#""model":"az""#, r#""model":"gpt-4o-prod""#)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_version_override_reaches_the_query_and_limits_stream_options() {
+    let (fake, proxy) = setup().await;
+    // Non-stream, on a base URL that already ends in /openai.
+    let resp = post_chat(&proxy, MASTER, &chat_body("az-2024-06", false)).await;
+    assert_eq!(resp.status(), 200);
+    // Stream: 2024-06-01 predates stream_options, which the fake (like Azure)
+    // refuses there; the proxy must not add it.
+    let resp = post_chat(&proxy, MASTER, &chat_body("az-2024-06", true)).await;
+    assert_eq!(resp.status(), 200);
+    let chunks = finished_chunks(&read_sse(resp).await);
+    assert_eq!(
+        content_of(&chunks),
+        "Hello from fake Azure OpenAI. You said: hi"
+    );
+    let seen = fake.requests();
+    assert_eq!(seen.len(), 2);
+    for r in &seen {
+        assert_eq!(r.path, "/openai/deployments/gpt-4o-prod/chat/completions");
+        assert_eq!(r.query.as_deref(), Some("api-version=2024-06-01"));
+        assert!(r.body.get("stream_options").is_none(), "{}", r.body);
+    }
+    assert_upstream_auth(&fake);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn v1_api_takes_the_deployment_in_the_body() {
+    let (fake, proxy) = setup().await;
+    let resp = post_chat(&proxy, MASTER, &chat_body("az-v1", false)).await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["model"], "gpt-4o-mini-2024-07-18");
+    let seen = only(&fake);
+    assert_eq!(seen.path, "/openai/v1/chat/completions");
+    assert_eq!(seen.query, None);
+    assert_eq!(seen.body["model"], "gpt-4o-mini");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_key_is_a_502_not_the_clients_fault() {
+    let (fake, proxy) = setup().await;
+    let resp = post_chat(&proxy, MASTER, &chat_body("az-badkey", false)).await;
+    let (message, v) = error_message(resp, 502).await;
+    assert_eq!(v["error"]["code"], "upstream_auth_failed");
+    assert!(!message.contains("subscription key"), "{message}");
+    assert!(!v.to_string().contains("az-wrong-key"));
+    assert_eq!(only(&fake).headers.get("api-key").unwrap(), "az-wrong-key");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn content_filter_refusal_stays_a_400_with_its_code() {
+    let (_fake, proxy) = setup().await;
+    let body = json!({"model": "az", "messages": [{"role": "user", "content": "please trigger-content-filter now"}]});
+    let resp = post_chat(&proxy, MASTER, &body).await;
+    let (message, v) = error_message(resp, 400).await;
+    assert_eq!(v["error"]["code"], "content_filter");
+    assert_eq!(v["error"]["param"], "prompt");
+    assert!(
+        message.starts_with("azure: The response was filtered"),
+        "{message}"
+    );
+    assert!(message.contains("violence=medium"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn filtered_output_keeps_finish_reason_content_filter() {
+    let (_fake, proxy) = setup().await;
+    let body =
+        json!({"model": "az", "messages": [{"role": "user", "content": "trigger-output-filter"}]});
+    let resp = post_chat(&proxy, MASTER, &body).await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["choices"][0]["finish_reason"], "content_filter");
+    assert_eq!(
+        v["choices"][0]["content_filter_results"]["violence"]["filtered"],
+        true
+    );
+
+    let mut stream_body = body.clone();
+    stream_body["stream"] = json!(true);
+    let resp = post_chat(&proxy, MASTER, &stream_body).await;
+    let chunks = finished_chunks(&read_sse(resp).await);
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "content_filter");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_errors_are_mapped() {
+    let (fake, proxy) = setup().await;
+
+    fake.fail_next(AzureFault::Unavailable);
+    let resp = post_chat(&proxy, MASTER, &chat_body("az", false)).await;
+    error_message(resp, 503).await;
+
+    fake.fail_next(AzureFault::Internal);
+    let resp = post_chat(&proxy, MASTER, &chat_body("az", false)).await;
+    let (_, v) = error_message(resp, 502).await;
+    assert_eq!(v["error"]["code"], "upstream_error");
+
+    // The fake (like Azure) refuses fields it does not know: a client error.
+    let bad =
+        json!({"model": "az", "messages": [{"role": "user", "content": "x"}], "frobnicate": 1});
+    let resp = post_chat(&proxy, MASTER, &bad).await;
+    let (message, _) = error_message(resp, 400).await;
+    assert_eq!(
+        message,
+        "azure: Unrecognized request argument supplied: frobnicate"
+    );
+
+    let resp = post_chat(&proxy, MASTER, &chat_body("az-missing", false)).await;
+    let (_, v) = error_message(resp, 404).await;
+    assert_eq!(v["error"]["code"], "DeploymentNotFound");
+
+    // Last: Azure's Retry-After also cools the deployment down in the proxy.
+    fake.fail_next(AzureFault::RateLimited);
+    let resp = post_chat(&proxy, MASTER, &chat_body("az", false)).await;
+    assert_eq!(resp.headers()["retry-after"], "2");
+    let (message, v) = error_message(resp, 429).await;
+    assert!(
+        message.contains("Please retry after 2 seconds"),
+        "{message}"
+    );
+    assert_eq!(v["error"]["code"], "upstream_rate_limited");
+    assert_upstream_auth(&fake);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn truncated_stream_ends_with_an_error_event_not_done() {
+    let (fake, proxy) = setup().await;
+    fake.fail_next(AzureFault::Truncated);
+    let resp = post_chat(&proxy, MASTER, &chat_body("az", true)).await;
+    assert_eq!(resp.status(), 200);
+    let text = read_sse(resp).await;
+    let events = sse_events(&text);
+    assert!(!events.iter().any(|e| e == "[DONE]"), "{text}");
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "upstream_stream_truncated", "{text}");
+    // The content before the cut still arrived.
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert_eq!(
+        content_of(&chunks),
+        "Hello from fake Azure OpenAI. You said: hi"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn error_event_mid_stream_is_forwarded_as_an_error() {
+    let (fake, proxy) = setup().await;
+    fake.fail_next(AzureFault::ErrorMidStream);
+    let resp = post_chat(&proxy, MASTER, &chat_body("az", true)).await;
+    assert_eq!(resp.status(), 200);
+    let text = read_sse(resp).await;
+    let events = sse_events(&text);
+    assert!(!events.iter().any(|e| e == "[DONE]"), "{text}");
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "upstream_error", "{text}");
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("The server had an error"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn foundry_model_inference_gets_version_model_and_pass_through() {
+    let (fake, proxy) = setup().await;
+    // `user` is outside the inference schema: it reaches the model only
+    // because the adapter sends `extra-parameters: pass-through`.
+    let body = json!({
+        "model": "foundry",
+        "messages": [{"role": "user", "content": "bonjour"}],
+        "user": "someone",
+    });
+    let resp = post_chat(&proxy, MASTER, &body).await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "Hello from fake Azure AI Foundry. You said: bonjour"
+    );
+    assert_eq!(v["model"], "mistral-large-2411");
+
+    let resp = post_chat(&proxy, MASTER, &chat_body("foundry", true)).await;
+    assert_eq!(resp.status(), 200);
+    let chunks = finished_chunks(&read_sse(resp).await);
+    assert_eq!(
+        content_of(&chunks),
+        "Hello from fake Azure AI Foundry. You said: hi"
+    );
+
+    let seen = fake.requests();
+    assert_eq!(seen.len(), 2);
+    for r in &seen {
+        assert_eq!(r.path, "/models/chat/completions");
+        assert_eq!(r.query.as_deref(), Some("api-version=2024-05-01-preview"));
+        assert_eq!(r.headers.get("extra-parameters").unwrap(), "pass-through");
+        assert_eq!(r.body["model"], "Mistral-Large-2411");
+        assert!(r.body.get("stream_options").is_none(), "{}", r.body);
+    }
+    assert_eq!(seen[0].body["user"], "someone");
+    assert_upstream_auth(&fake);
+}
