@@ -444,7 +444,6 @@ impl Config {
         let mut found: Vec<String> = Vec::new();
         let sections = [
             ("[rate_limit]", self.rate_limit.is_some()),
-            ("[cache]", self.cache.is_some()),
             ("[files]", self.files.is_some()),
         ];
         found.extend(

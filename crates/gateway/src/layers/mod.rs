@@ -22,6 +22,7 @@ use crate::pricing::Prices;
 use crate::router::Router;
 use crate::spend::{SpendLog, SpendOptions};
 use budget::{BudgetLayer, CostLayer, WorstPrices};
+use cache::CacheLayer;
 use liter_llm_config::Config;
 use std::sync::Arc;
 use telemetry::TelemetryLayer;
@@ -35,6 +36,7 @@ pub struct Layers {
     /// Cost header and spend records, with `[general].enable_cost_tracking`.
     pub cost: Option<CostLayer>,
     pub spend: Option<Arc<SpendLog>>,
+    pub cache: Option<CacheLayer>,
 }
 
 /// A group's dearest prices: what a budget must reserve before it knows which
@@ -57,10 +59,12 @@ impl Layers {
     pub fn from_config(config: &Config, router: &Arc<Router>, start_background: bool) -> Result<Layers, String> {
         let known = |name: &str| router.groups().any(|g| g.name == name);
         let budget = BudgetLayer::from_config(config, worst_prices(router.clone()), &known)?;
+        let cache = CacheLayer::from_config(config)?;
         if !start_background {
             TelemetryLayer::validate(config)?;
             return Ok(Layers {
                 budget,
+                cache,
                 ..Layers::default()
             });
         }
@@ -73,6 +77,7 @@ impl Layers {
             budget,
             cost: config.general.enable_cost_tracking.then(|| CostLayer::new(spend.clone())),
             spend,
+            cache,
         })
     }
 
@@ -90,6 +95,7 @@ pub fn build(layers: &Layers, dispatch: Dispatch) -> ChatService {
         .option_layer(layers.telemetry.clone())
         .option_layer(layers.budget.clone())
         .option_layer(layers.cost.clone())
+        .option_layer(layers.cache.clone())
         .service(dispatch);
     ChatService::new(stack)
 }
