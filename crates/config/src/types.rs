@@ -443,7 +443,6 @@ impl Config {
     fn reject_unimplemented(&self) -> Result<(), ConfigError> {
         let mut found: Vec<String> = Vec::new();
         let sections = [
-            ("[rate_limit]", self.rate_limit.is_some()),
             ("[files]", self.files.is_some()),
         ];
         found.extend(
@@ -456,16 +455,6 @@ impl Config {
             for (field, set) in [("rpm", m.rpm.is_some()), ("tpm", m.tpm.is_some())] {
                 if set {
                     found.push(format!("models[{i}].{field}"));
-                }
-            }
-        }
-        for (i, k) in self.keys.iter().enumerate() {
-            for (field, set) in [
-                ("rpm", k.rpm.is_some()),
-                ("tpm", k.tpm.is_some()),
-            ] {
-                if set {
-                    found.push(format!("keys[{i}].{field}"));
                 }
             }
         }

@@ -23,6 +23,7 @@ use crate::router::Router;
 use crate::spend::{SpendLog, SpendOptions};
 use budget::{BudgetLayer, CostLayer, WorstPrices};
 use cache::CacheLayer;
+use ratelimit::RateLimitLayer;
 use liter_llm_config::Config;
 use std::sync::Arc;
 use telemetry::TelemetryLayer;
@@ -37,6 +38,7 @@ pub struct Layers {
     pub cost: Option<CostLayer>,
     pub spend: Option<Arc<SpendLog>>,
     pub cache: Option<CacheLayer>,
+    pub rate_limit: Option<RateLimitLayer>,
 }
 
 /// A group's dearest prices: what a budget must reserve before it knows which
@@ -60,11 +62,13 @@ impl Layers {
         let known = |name: &str| router.groups().any(|g| g.name == name);
         let budget = BudgetLayer::from_config(config, worst_prices(router.clone()), &known)?;
         let cache = CacheLayer::from_config(config)?;
+        let rate_limit = RateLimitLayer::from_config(config)?;
         if !start_background {
             TelemetryLayer::validate(config)?;
             return Ok(Layers {
                 budget,
                 cache,
+                rate_limit,
                 ..Layers::default()
             });
         }
@@ -78,6 +82,7 @@ impl Layers {
             cost: config.general.enable_cost_tracking.then(|| CostLayer::new(spend.clone())),
             spend,
             cache,
+            rate_limit,
         })
     }
 
@@ -93,6 +98,7 @@ impl Layers {
 pub fn build(layers: &Layers, dispatch: Dispatch) -> ChatService {
     let stack = tower::ServiceBuilder::new()
         .option_layer(layers.telemetry.clone())
+        .option_layer(layers.rate_limit.clone())
         .option_layer(layers.budget.clone())
         .option_layer(layers.cost.clone())
         .option_layer(layers.cache.clone())
