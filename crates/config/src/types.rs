@@ -442,22 +442,13 @@ impl Config {
     /// refusal, so each one is an error until its layer exists.
     fn reject_unimplemented(&self) -> Result<(), ConfigError> {
         let mut found: Vec<String> = Vec::new();
-        let sections = [
-            ("[files]", self.files.is_some()),
-        ];
+        let sections = [("[files]", self.files.is_some())];
         found.extend(
             sections
                 .iter()
                 .filter(|(_, on)| *on)
                 .map(|(n, _)| n.to_string()),
         );
-        for (i, m) in self.models.iter().enumerate() {
-            for (field, set) in [("rpm", m.rpm.is_some()), ("tpm", m.tpm.is_some())] {
-                if set {
-                    found.push(format!("models[{i}].{field}"));
-                }
-            }
-        }
         if found.is_empty() {
             return Ok(());
         }

@@ -4,6 +4,7 @@
 //! average, recent failures, cooldown deadline, probe health). Reads on the hot
 //! path are atomics; the failure log takes a short mutex only when a request fails.
 
+use crate::layers::ratelimit::SlidingWindow;
 use crate::router::Deployment;
 use liter_llm_config::Strategy;
 use std::collections::VecDeque;
@@ -59,6 +60,14 @@ pub struct DeploymentState {
     /// Set by health probes; `true` until a probe says otherwise.
     unhealthy: AtomicBool,
     probe: Mutex<Option<ProbeReport>>,
+    /// The deployment's own rpm/tpm, when its entry sets them.
+    windows: Option<Mutex<Windows>>,
+}
+
+#[derive(Debug)]
+struct Windows {
+    rpm: Option<SlidingWindow>,
+    tpm: Option<SlidingWindow>,
 }
 
 /// Decrements the in-flight count when the request is over (for a stream, when
@@ -110,15 +119,78 @@ impl DeploymentState {
             return false;
         }
         let until = self.cooldown_until_ms.load(Ordering::Relaxed);
-        if until == 0 {
+        let open = until == 0
+            || (until <= now_ms()
+                && self
+                    .probing
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok());
+        open && self.take_capacity()
+    }
+
+    /// Count one request against the deployment's own rpm, if it has room for
+    /// it under its rpm and tpm (tokens are counted when the answer is in).
+    fn take_capacity(&self) -> bool {
+        let Some(windows) = &self.windows else {
             return true;
-        }
-        if until > now_ms() {
+        };
+        let mut w = windows.lock().unwrap_or_else(|p| p.into_inner());
+        let now = tokio::time::Instant::now();
+        let tokens_ok = w.tpm.as_mut().is_none_or(|t| t.check_headroom(now).is_ok());
+        let requests_ok = w.rpm.as_mut().is_none_or(|r| r.check(now, 1).is_ok());
+        if !(tokens_ok && requests_ok) {
+            drop(w);
+            // A half-open probe that found no room gives its turn back.
+            self.probing.store(false, Ordering::Release);
             return false;
         }
-        self.probing
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
+        if let Some(r) = w.rpm.as_mut() {
+            r.record(now, 1);
+        }
+        true
+    }
+
+    /// Time until this deployment's own limits admit a request again, if they are full.
+    pub fn limit_wait(&self) -> Option<Duration> {
+        let windows = self.windows.as_ref()?;
+        let mut w = windows.lock().unwrap_or_else(|p| p.into_inner());
+        let now = tokio::time::Instant::now();
+        let rpm = w
+            .rpm
+            .as_mut()
+            .and_then(|r| r.check(now, 1).err())
+            .map(|e| e.0);
+        let tpm = w
+            .tpm
+            .as_mut()
+            .and_then(|t| t.check_headroom(now).err())
+            .map(|e| e.0);
+        rpm.into_iter().chain(tpm).max()
+    }
+
+    /// Count tokens the deployment served against its own tpm.
+    pub fn record_tokens(&self, tokens: u64) {
+        if let Some(windows) = &self.windows {
+            let mut w = windows.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(t) = w.tpm.as_mut() {
+                t.record(tokio::time::Instant::now(), tokens);
+            }
+        }
+    }
+
+    /// A deployment with its own `rpm` / `tpm` (from its `[[models]]` entry).
+    pub fn with_limits(rpm: Option<u64>, tpm: Option<u64>) -> DeploymentState {
+        let now = tokio::time::Instant::now();
+        let windows = (rpm.is_some() || tpm.is_some()).then(|| {
+            Mutex::new(Windows {
+                rpm: rpm.map(|l| SlidingWindow::new(l, now)),
+                tpm: tpm.map(|l| SlidingWindow::new(l, now)),
+            })
+        });
+        DeploymentState {
+            windows,
+            ..DeploymentState::default()
+        }
     }
 
     pub fn record_success(&self, ttfb: Duration) {
@@ -187,6 +259,8 @@ pub enum Unavailable {
     Cooling(Duration),
     /// Every deployment failed its health probe.
     Unhealthy,
+    /// Every deployment is at its own rpm/tpm; the shortest wait.
+    AtCapacity(Duration),
 }
 
 /// Pick a deployment among `candidates` not yet tried in this request. When all
@@ -248,6 +322,10 @@ pub fn pick(
         .iter()
         .filter_map(|d| d.state.cooldown_remaining())
         .min();
+    let full = candidates.iter().filter_map(|d| d.state.limit_wait()).min();
+    if let (None, Some(wait)) = (shortest, full) {
+        return Err(Unavailable::AtCapacity(wait));
+    }
     match shortest {
         Some(d) => Err(Unavailable::Cooling(d)),
         None if candidates.iter().all(|d| !d.state.is_healthy()) => Err(Unavailable::Unhealthy),

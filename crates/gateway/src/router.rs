@@ -9,10 +9,10 @@ use crate::glob::Glob;
 use crate::pricing::{prices_for, PriceTable, Prices};
 use http::{HeaderName, HeaderValue};
 use liter_llm_config::{Config, ModelEntry, Secret};
-use liter_llm_providers::adapters::{AwsCredentials, ProviderOptions};
-use liter_llm_providers::registry::AuthStyle;
 use liter_llm_providers::adapters::{native, ChatAdapter};
+use liter_llm_providers::adapters::{AwsCredentials, ProviderOptions};
 use liter_llm_providers::auth::static_key_header;
+use liter_llm_providers::registry::AuthStyle;
 use liter_llm_providers::registry::{Adapter, ProviderSpec, Registry};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -202,17 +202,28 @@ impl Router {
                     field: &field,
                 })
                 .map_err(RouterError)?;
-            let prices = prices_for(m, &field, deployment.provider.name.as_str(), &deployment.upstream_model)
-                .map_err(RouterError)?;
+            let prices = prices_for(
+                m,
+                &field,
+                deployment.provider.name.as_str(),
+                &deployment.upstream_model,
+            )
+            .map_err(RouterError)?;
             if prices.is_none() {
                 tracing::warn!(
                     model = %m.name, provider_model = %m.provider_model,
                     "no known price for this model: its requests are costed at 0 (set input_cost_per_token / output_cost_per_token)"
                 );
             }
+            for (name, v) in [("rpm", m.rpm), ("tpm", m.tpm)] {
+                if v == Some(0) {
+                    return Err(RouterError(format!("`{field}.{name}` must be at least 1")));
+                }
+            }
             let deployment = Deployment {
                 weight: m.weight.unwrap_or(1),
                 prices,
+                state: DeploymentState::with_limits(m.rpm, m.tpm),
                 ..deployment
             };
             if m.weight == Some(0) {
@@ -398,7 +409,11 @@ impl Router {
 
     /// Region, credentials and api-version, from the entry or the standard
     /// environment variables.
-    fn provider_options(&self, spec: &DeploymentSpec<'_>, provider: &ProviderSpec) -> Result<ProviderOptions, String> {
+    fn provider_options(
+        &self,
+        spec: &DeploymentSpec<'_>,
+        provider: &ProviderSpec,
+    ) -> Result<ProviderOptions, String> {
         let entry = spec.entry;
         let env = |name: &str| (self.env)(name).filter(|v| !v.is_empty());
         let mut options = ProviderOptions {
@@ -413,9 +428,18 @@ impl Router {
             let secret = |field: Option<&Secret>, var: &str| {
                 field.map(|s| s.expose().to_string()).or_else(|| env(var))
             };
-            let id = secret(entry.and_then(|e| e.aws_access_key_id.as_ref()), "AWS_ACCESS_KEY_ID");
-            let key = secret(entry.and_then(|e| e.aws_secret_access_key.as_ref()), "AWS_SECRET_ACCESS_KEY");
-            let token = secret(entry.and_then(|e| e.aws_session_token.as_ref()), "AWS_SESSION_TOKEN");
+            let id = secret(
+                entry.and_then(|e| e.aws_access_key_id.as_ref()),
+                "AWS_ACCESS_KEY_ID",
+            );
+            let key = secret(
+                entry.and_then(|e| e.aws_secret_access_key.as_ref()),
+                "AWS_SECRET_ACCESS_KEY",
+            );
+            let token = secret(
+                entry.and_then(|e| e.aws_session_token.as_ref()),
+                "AWS_SESSION_TOKEN",
+            );
             match (id, key) {
                 (Some(access_key_id), Some(secret_access_key)) => {
                     options.aws = Some(AwsCredentials {

@@ -133,6 +133,9 @@ impl RelayMeter {
         let cost = usage
             .as_ref()
             .map_or(0.0, |u| (self.pricer)(&self.deployment, u));
+        if let Some(u) = &usage {
+            self.deployment.state.record_tokens(u.total());
+        }
         let reasons = std::mem::take(&mut self.tap.finish_reasons);
         let model = self.tap.response_model.take();
         self.settlement.update(|o| {

@@ -104,7 +104,10 @@ impl Upstream {
             d.chat_url.clone()
         } else {
             reqwest::Url::parse(&d.url(&prepared.path)).map_err(|e| {
-                ApiError::new(ErrorKind::BadGateway, format!("cannot build the upstream URL: {e}"))
+                ApiError::new(
+                    ErrorKind::BadGateway,
+                    format!("cannot build the upstream URL: {e}"),
+                )
             })?
         };
         let mut builder = self

@@ -5,11 +5,11 @@ use crate::metrics::Metrics;
 use liter_llm_config::Config;
 use liter_llm_gateway::balance::CooldownPolicy;
 use liter_llm_gateway::health::HealthChecker;
-use liter_llm_gateway::pricing::cost_of;
-use liter_llm_gateway::spend::SpendLog;
 use liter_llm_gateway::layers::{build as build_stack, Layers};
 use liter_llm_gateway::pipeline::dispatch::{Dispatch, DispatchCore, Pricer};
 use liter_llm_gateway::pipeline::ChatService;
+use liter_llm_gateway::pricing::cost_of;
+use liter_llm_gateway::spend::SpendLog;
 use liter_llm_gateway::{Router, Upstream};
 use liter_llm_providers::client::{build_client, ClientOptions};
 use liter_llm_providers::registry::Registry;
@@ -49,7 +49,10 @@ pub enum BuildError {
 impl AppState {
     /// Build everything a request needs. Every config problem that can be found
     /// before serving is found here, so `config check` and `api` agree.
-    pub fn build(config: &Config, env: liter_llm_config::EnvLookup) -> Result<AppState, BuildError> {
+    pub fn build(
+        config: &Config,
+        env: liter_llm_config::EnvLookup,
+    ) -> Result<AppState, BuildError> {
         Self::build_with(config, env, true)
     }
 
@@ -109,7 +112,8 @@ impl AppState {
                 })
             }
         };
-        let layers = Layers::from_config(config, &router, start_background).map_err(BuildError::Config)?;
+        let layers =
+            Layers::from_config(config, &router, start_background).map_err(BuildError::Config)?;
         let chat = build_stack(&layers, dispatch);
         Ok(AppState {
             router,

@@ -168,13 +168,27 @@ async fn spend_totals_add_up_json_answers_and_streams_per_key_and_model() {
 #[tokio::test(flavor = "multi_thread")]
 async fn spend_routes_are_master_only_and_list_records() {
     let mock = start_mock(MockConfig::default()).await;
-    let cfg = basic_config(&mock, "gpt-4o", "input_cost_per_token = 0.000001\noutput_cost_per_token = 0.000002")
-        .replace("[general]", "[general]\nenable_cost_tracking = true")
+    let cfg = basic_config(
+        &mock,
+        "gpt-4o",
+        "input_cost_per_token = 0.000001\noutput_cost_per_token = 0.000002",
+    )
+    .replace("[general]", "[general]\nenable_cost_tracking = true")
         + "\n[[keys]]\nkey = \"sk-team\"\n";
     let proxy = start_proxy(&cfg).await;
-    assert_eq!(post_chat(&proxy, MASTER, &chat_body("gpt-4o", false)).await.status(), 200);
+    assert_eq!(
+        post_chat(&proxy, MASTER, &chat_body("gpt-4o", false))
+            .await
+            .status(),
+        200
+    );
     spend(&proxy).flush().await;
-    let denied = client().get(proxy.url("/spend/logs")).bearer_auth("sk-team").send().await.unwrap();
+    let denied = client()
+        .get(proxy.url("/spend/logs"))
+        .bearer_auth("sk-team")
+        .send()
+        .await
+        .unwrap();
     error_message(denied, 403).await;
     let logs: serde_json::Value = client()
         .get(proxy.url("/spend/logs?limit=5"))
@@ -186,7 +200,15 @@ async fn spend_routes_are_master_only_and_list_records() {
         .await
         .unwrap();
     assert_eq!(logs["data"][0]["model_group"], "gpt-4o", "{logs}");
-    assert!(logs["data"][0]["cost_usd"].as_f64().unwrap() > 0.0, "{logs}");
-    let totals = client().get(proxy.url("/spend/totals")).bearer_auth(MASTER).send().await.unwrap();
+    assert!(
+        logs["data"][0]["cost_usd"].as_f64().unwrap() > 0.0,
+        "{logs}"
+    );
+    let totals = client()
+        .get(proxy.url("/spend/totals"))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(totals.status(), 200);
 }

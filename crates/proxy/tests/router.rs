@@ -439,8 +439,16 @@ async fn lowest_cost_prefers_the_cheaper_deployment() {
     let cfg = config(
         "[router]\nstrategy = \"lowest-cost\"",
         &[
-            entry("pool", &pricey, "input_cost_per_token = 0.00001\noutput_cost_per_token = 0.00003"),
-            entry("pool", &cheap, "input_cost_per_token = 0.000001\noutput_cost_per_token = 0.000002"),
+            entry(
+                "pool",
+                &pricey,
+                "input_cost_per_token = 0.00001\noutput_cost_per_token = 0.00003",
+            ),
+            entry(
+                "pool",
+                &cheap,
+                "input_cost_per_token = 0.000001\noutput_cost_per_token = 0.000002",
+            ),
         ],
     );
     let proxy = start_proxy(&cfg).await;
@@ -450,4 +458,61 @@ async fn lowest_cost_prefers_the_cheaper_deployment() {
         let _ = resp.bytes().await.unwrap();
     }
     assert_eq!((pricey.request_count(), cheap.request_count()), (0, 10));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deployment_rpm_spills_over_then_answers_429_with_retry_after() {
+    let a = start_mock(MockConfig::default()).await;
+    let b = start_mock(MockConfig::default()).await;
+    let cfg = config(
+        "",
+        &[entry("pool", &a, "rpm = 2"), entry("pool", &b, "rpm = 1")],
+    );
+    let proxy = start_proxy(&cfg).await;
+    for i in 0..3 {
+        let resp = chat(&proxy, "pool", i == 1).await;
+        assert_eq!(resp.status(), 200, "request {i}");
+        let _ = resp.bytes().await.unwrap();
+    }
+    assert_eq!((a.request_count(), b.request_count()), (2, 1));
+    for stream in [false, true] {
+        let resp = chat(&proxy, "pool", stream).await;
+        let retry: u64 = resp.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert!(
+            (55..=61).contains(&retry),
+            "retry-after {retry} {status} {text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(status, 429);
+        assert_eq!(v["error"]["code"], "deployments_at_capacity");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deployment_tpm_counts_streamed_tokens() {
+    let a = start_mock(MockConfig::default()).await;
+    let b = start_mock(MockConfig::default()).await;
+    // Any answer uses more than 5 tokens, so each deployment serves one request a minute.
+    let cfg = config(
+        "[router]\nstrategy = \"least-in-flight\"",
+        &[entry("pool", &a, "tpm = 5"), entry("pool", &b, "tpm = 5")],
+    );
+    let proxy = start_proxy(&cfg).await;
+    let first = chat(&proxy, "pool", true).await;
+    assert_eq!(first.status(), 200);
+    let _ = first.bytes().await.unwrap();
+    let second = chat(&proxy, "pool", false).await;
+    assert_eq!(second.status(), 200);
+    assert_eq!(
+        (a.request_count(), b.request_count()),
+        (1, 1),
+        "the stream's tokens filled the first deployment"
+    );
+    assert_eq!(chat(&proxy, "pool", false).await.status(), 429);
 }

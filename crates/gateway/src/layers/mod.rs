@@ -23,8 +23,8 @@ use crate::router::Router;
 use crate::spend::{SpendLog, SpendOptions};
 use budget::{BudgetLayer, CostLayer, WorstPrices};
 use cache::CacheLayer;
-use ratelimit::RateLimitLayer;
 use liter_llm_config::Config;
+use ratelimit::RateLimitLayer;
 use std::sync::Arc;
 use telemetry::TelemetryLayer;
 
@@ -58,7 +58,11 @@ impl Layers {
     /// Build every configured layer. With `start_background`, exporters and the
     /// spend writer start here; without it (for `config check`) everything is
     /// validated and nothing starts.
-    pub fn from_config(config: &Config, router: &Arc<Router>, start_background: bool) -> Result<Layers, String> {
+    pub fn from_config(
+        config: &Config,
+        router: &Arc<Router>,
+        start_background: bool,
+    ) -> Result<Layers, String> {
         let known = |name: &str| router.groups().any(|g| g.name == name);
         let budget = BudgetLayer::from_config(config, worst_prices(router.clone()), &known)?;
         let cache = CacheLayer::from_config(config)?;
@@ -79,7 +83,10 @@ impl Layers {
         Ok(Layers {
             telemetry: TelemetryLayer::from_config(config)?,
             budget,
-            cost: config.general.enable_cost_tracking.then(|| CostLayer::new(spend.clone())),
+            cost: config
+                .general
+                .enable_cost_tracking
+                .then(|| CostLayer::new(spend.clone())),
             spend,
             cache,
             rate_limit,

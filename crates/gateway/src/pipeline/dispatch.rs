@@ -430,6 +430,9 @@ impl DispatchCore {
         let cost = usage
             .as_ref()
             .map_or(0.0, |u| (self.pricer)(&deployment, u));
+        if let Some(u) = &usage {
+            deployment.state.record_tokens(u.total());
+        }
         req.settlement.update(|o| {
             o.status = 200;
             o.usage = usage;
@@ -517,6 +520,17 @@ fn unavailable_error(model: &str, u: Unavailable) -> ApiError {
                 format!("every deployment of `{model}` is cooling down after failures; retry in {secs} s"),
             )
             .with_code("deployments_cooling_down")
+            .with_retry_after(secs)
+        }
+        Unavailable::AtCapacity(d) => {
+            let secs = d.as_secs_f64().ceil().max(1.0) as u64;
+            ApiError::new(
+                ErrorKind::RateLimited,
+                format!(
+                    "every deployment of `{model}` is at its own rpm/tpm limit; retry in {secs} s"
+                ),
+            )
+            .with_code("deployments_at_capacity")
             .with_retry_after(secs)
         }
         Unavailable::Unhealthy => ApiError::new(

@@ -1,5 +1,5 @@
 pub mod chat;
 pub mod health;
 pub mod models;
-pub mod unimplemented;
 pub mod spend;
+pub mod unimplemented;

@@ -19,8 +19,11 @@ pub struct LogsQuery {
 
 fn admin_spend(state: &AppState, principal: &Principal) -> Result<Arc<SpendLog>, ApiError> {
     if !matches!(principal, Principal::Master) {
-        return Err(ApiError::new(ErrorKind::PermissionDenied, "spend records need the master key")
-            .with_code("admin_only"));
+        return Err(ApiError::new(
+            ErrorKind::PermissionDenied,
+            "spend records need the master key",
+        )
+        .with_code("admin_only"));
     }
     state.spend.clone().ok_or_else(|| {
         ApiError::new(
@@ -41,7 +44,10 @@ pub async fn logs(
     Ok(Json(json!({ "object": "list", "data": records })))
 }
 
-pub async fn totals(State(state): State<Arc<AppState>>, principal: Principal) -> Result<Json<Value>, ErrorResponse> {
+pub async fn totals(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+) -> Result<Json<Value>, ErrorResponse> {
     let spend = admin_spend(&state, &principal)?;
     Ok(Json(json!(spend.totals())))
 }
