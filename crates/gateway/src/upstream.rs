@@ -44,7 +44,8 @@ pub struct Prepared {
 }
 
 pub fn retryable_status(status: reqwest::StatusCode) -> bool {
-    matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
+    // 529 is Anthropic's "overloaded".
+    matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504 | 529)
 }
 
 pub fn retry_after(resp: &reqwest::Response) -> Option<Duration> {

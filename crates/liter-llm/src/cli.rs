@@ -3,6 +3,7 @@ use clap::{Args, Parser, Subcommand};
 use liter_llm_config::{discover, process_env, Config, Secret};
 use liter_llm_providers::registry::Registry;
 use liter_llm_proxy::{build_app, serve, shutdown_signal, AppState, ServeOptions};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -135,11 +136,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 set_master_key(&mut config, &k)?;
             }
             AppState::build_with(&config, env_arc(), false)?;
-            match &path {
-                Some(p) => println!("# {}: valid", p.display()),
-                None => println!("# no liter-llm-proxy.toml found; effective defaults: valid"),
-            }
-            print!("{}", config.to_redacted_toml());
+            let header = match &path {
+                Some(p) => format!("# {}: valid\n", p.display()),
+                None => "# no liter-llm-proxy.toml found; effective defaults: valid\n".to_string(),
+            };
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let mut out = std::io::stdout().lock();
+            let _ = out
+                .write_all(header.as_bytes())
+                .and_then(|()| out.write_all(config.to_redacted_toml().as_bytes()));
             Ok(ExitCode::SUCCESS)
         }
         Command::Providers => {
@@ -167,7 +172,9 @@ fn run_api(args: ApiArgs) -> anyhow::Result<ExitCode> {
         let state = Arc::new(AppState::build(&config, env_arc())?);
         let app = build_app(state.clone(), &config.server.cors_origins).map_err(|e| anyhow!(e))?;
         let addr = format!("{}:{}", config.server.host, config.server.port);
-        let listener = bind(&addr).await.with_context(|| format!("cannot bind {addr}"))?;
+        let listener = bind(&addr)
+            .await
+            .with_context(|| format!("cannot bind {addr}"))?;
         let bound: SocketAddr = listener.local_addr()?;
         tracing::info!(
             "liter-llm {} listening on http://{bound} ({} models, {} aliases)",

@@ -201,3 +201,23 @@ async fn slow_upstream_hits_the_model_timeout() {
     assert!(started.elapsed() < std::time::Duration::from_millis(2500));
     assert!(msg.contains("did not answer within 1 s"), "{msg}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retries_that_cool_the_group_still_report_the_real_failure() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    // Three failures cool the only deployment during this request's retries.
+    let cfg = format!(
+        "[general]\nmaster_key = \"{MASTER}\"\nmax_retries = 3\n[[models]]\nname = \"m\"\nprovider_model = \"openai/m\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\napi_key = \"k\"\n"
+    );
+    let proxy = start_proxy(&cfg).await;
+    let (msg, v) =
+        error_message(post_chat(&proxy, MASTER, &chat_body("m", false)).await, 502).await;
+    assert_eq!(v["error"]["code"], "upstream_unreachable", "{msg}");
+    // The next request finds the group cooling and says so.
+    let resp = post_chat(&proxy, MASTER, &chat_body("m", false)).await;
+    assert!(resp.headers().contains_key("retry-after"));
+    error_message(resp, 503).await;
+}

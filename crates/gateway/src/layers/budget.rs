@@ -850,7 +850,12 @@ where
             if matches!(resp.body(), GatewayBody::Full(_)) && settlement.is_settled() {
                 let mut cost = 0.0;
                 settlement.update(|o| cost = charge(o));
-                if let Ok(v) = HeaderValue::from_str(&cost.to_string()) {
+                // Rounded to a billionth of a dollar: float noise such as
+                // 0.00009750000000000001 helps nobody reading a header.
+                let text = format!("{cost:.9}");
+                let text = text.trim_end_matches('0').trim_end_matches('.');
+                let text = if text.is_empty() { "0" } else { text };
+                if let Ok(v) = HeaderValue::from_str(text) {
                     resp.headers_mut().insert(COST_HEADER, v);
                 }
             }

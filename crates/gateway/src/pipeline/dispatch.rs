@@ -216,6 +216,10 @@ impl DispatchCore {
         let deployments = target.deployments();
         let rr = target.group().map_or(&ALIAS_RR, |g| &g.rr);
         let unit_price = |d: &Deployment| {
+            if d.prices.is_none() {
+                // Unknown is not free: a deployment without a price goes last.
+                return f64::MAX;
+            }
             (self.pricer)(
                 d,
                 &Usage {
@@ -234,8 +238,15 @@ impl DispatchCore {
             let (idx, in_flight) = match pick(self.strategy, deployments, &tried, rr, &unit_price) {
                 Ok(p) => p,
                 Err(unavailable) => {
-                    let error = unavailable_error(target_name(target), unavailable);
-                    why = error.message.clone();
+                    // If this request's own failures just cooled the group, the
+                    // client should hear about those failures, not the cooldown.
+                    let error = match (last_error.take(), &last_reply) {
+                        (Some(e), None) => e,
+                        _ => unavailable_error(target_name(target), unavailable),
+                    };
+                    if tried.is_empty() {
+                        why = error.message.clone();
+                    }
                     return Err(GroupFailure::Exhausted {
                         last_reply,
                         error,
