@@ -5,4 +5,7 @@
 //! through the proxy proves the translation, not just the plumbing.
 
 pub mod anthropic;
+pub mod azure;
+pub mod bedrock;
+pub mod cohere;
 pub mod gemini;

@@ -358,7 +358,10 @@ impl DispatchCore {
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+            // Bedrock streams in AWS event-stream framing, not SSE.
+            .is_some_and(|ct| {
+                ct.starts_with("text/event-stream") || ct.starts_with("application/vnd.amazon.eventstream")
+            });
         if req.stream && is_sse {
             req.settlement.update(|o| {
                 o.status = 200;

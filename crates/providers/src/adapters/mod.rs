@@ -136,6 +136,10 @@ pub trait StreamTranslator: Send {
 pub fn native(adapter: Adapter) -> Option<&'static dyn ChatAdapter> {
     match adapter {
         Adapter::Anthropic => Some(&anthropic::AnthropicAdapter),
+        Adapter::AzureOpenai => Some(&azure::AzureOpenAiAdapter),
+        Adapter::AzureAi => Some(&azure::AzureAiAdapter),
+        Adapter::Bedrock => Some(&bedrock::BedrockAdapter),
+        Adapter::Cohere => Some(&cohere::CohereAdapter),
         Adapter::Gemini => Some(&gemini::GeminiAdapter),
         _ => None,
     }
