@@ -145,36 +145,45 @@ OVERRIDES: dict[str, dict] = {
     "azure": {
         "adapter": "azure_openai",
         "auth": "api_key",
-        "base_url": "https://{resource}.openai.azure.com/openai",
+        "base_url": "https://{resource}.openai.azure.com",
         "env_var": "AZURE_OPENAI_API_KEY",
+        "requires_base_url": True,
         "endpoints": ["chat", "completions", "embeddings", "images", "audio_speech",
                       "audio_transcriptions", "files", "batches", "responses"],
         "notes": "Checked against Azure OpenAI docs: `api-key` header (or a Microsoft Entra ID "
-                 "bearer token), deployment URLs `{base_url}/deployments/{deployment}/chat/completions"
-                 "?api-version=...`; the model id is the deployment name. Azure's newer v1 API "
-                 "(`https://{resource}.openai.azure.com/openai/v1`) is not wired here. The reference "
-                 "listed `moderation`, which Azure OpenAI does not offer as an endpoint.",
+                 "bearer token), deployment URLs `{resource}/openai/deployments/{deployment}/chat/"
+                 "completions?api-version=...` (GA `2024-10-21` unless the model sets `api_version`); "
+                 "the model id is the deployment name. `base_url` is the resource endpoint, with or "
+                 "without `/openai`; a `base_url` ending in `/openai/v1` uses the v1 API "
+                 "(`/chat/completions` with the deployment as `model`, no api-version). The `azure` "
+                 "adapter forwards the OpenAI body and answers (content-filter results included). "
+                 "The reference listed `moderation`, which Azure OpenAI does not offer as an endpoint.",
     },
     "azure_text": {
         "adapter": "azure_openai",
         "auth": "api_key",
-        "base_url": "https://{resource}.openai.azure.com/openai",
+        "base_url": "https://{resource}.openai.azure.com",
         "env_var": "AZURE_OPENAI_API_KEY",
+        "requires_base_url": True,
         "endpoints": ["completions"],
         "notes": "Azure OpenAI legacy Completions on a deployment "
-                 "(`{base_url}/deployments/{deployment}/completions?api-version=...`), `api-key` header.",
+                 "(`{resource}/openai/deployments/{deployment}/completions?api-version=...`), `api-key` "
+                 "header; same resource endpoint and key as `azure`.",
     },
     "azure_ai": {
         "adapter": "azure_ai",
         "auth": "api_key",
         "base_url": "https://{resource}.services.ai.azure.com/models",
         "env_var": "AZURE_AI_API_KEY",
+        "requires_base_url": True,
         "endpoints": ["chat", "embeddings"],
         "notes": "Checked against Azure AI Foundry docs: the model inference endpoint "
-                 "`https://{resource}.services.ai.azure.com/models` takes an `api-key` header (or "
-                 "Entra ID bearer) and an `api-version` query parameter, and routes by deployment "
-                 "name. Reference endpoints beyond chat and embeddings belong to other Azure services "
-                 "and were dropped.",
+                 "`https://{resource}.services.ai.azure.com/models` (`{base_url}/chat/completions"
+                 "?api-version=2024-05-01-preview` unless the model sets `api_version`) takes an "
+                 "`api-key` header (or Entra ID bearer) and routes by the body's `model` (the "
+                 "deployment name). The adapter sends `extra-parameters: pass-through` so fields "
+                 "outside the inference schema reach the model. Reference endpoints beyond chat and "
+                 "embeddings belong to other Azure services and were dropped.",
     },
     "azure_ai/agents": {
         "adapter": "unsupported",
@@ -256,9 +265,13 @@ OVERRIDES: dict[str, dict] = {
         "adapter": "cohere",
         "base_url": "https://api.cohere.com/v2",
         "model_prefixes": [],
-        "notes": "Checked against Cohere's docs: the native v2 Chat API (`POST /v2/chat`, Bearer key) "
-                 "has its own request, response and streaming-event shapes, so it needs the native "
-                 "adapter. For OpenAI-compatible access use the `cohere` provider.",
+        "notes": "Checked against Cohere's API reference: the native v2 Chat API (`POST "
+                 "{base_url}/chat`, `Authorization: Bearer`) has its own request, response and "
+                 "streaming-event shapes (`message-start` ... `message-end`); the `cohere` adapter "
+                 "translates OpenAI chat completions to and from it, tools, images and streams "
+                 "included, and reports Cohere's `billed_units` as the usage. Use it as "
+                 "`cohere_chat/<model>`; the `cohere` provider reaches the same models through "
+                 "Cohere's OpenAI Compatibility API instead.",
     },
     "mistral": {
         "endpoints": ["chat", "embeddings", "ocr", "audio_transcriptions"],
@@ -828,11 +841,18 @@ def render_toml(entries: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# Native adapters this build has (crates/providers/src/adapters/mod.rs, native());
+# tests/registry.rs checks the doc against that function.
+IMPLEMENTED_NATIVE = {"anthropic", "azure_ai", "azure_openai", "bedrock", "cohere", "gemini"}
+
+
 def status(e: dict) -> str:
     if e["adapter"] == "openai":
         return "routable (OpenAI-compatible)"
     if e["adapter"] == "unsupported":
         return "unsupported: " + first_sentence(e["notes"] or "not a model provider")
+    if e["adapter"] in IMPLEMENTED_NATIVE:
+        return f"routable (native `{e['adapter']}` adapter)"
     return "native adapter pending"
 
 
@@ -856,7 +876,8 @@ def render_doc(entries: list[dict]) -> str:
         counts[e["adapter"]] = counts.get(e["adapter"], 0) + 1
     routable = counts.get("openai", 0)
     unsupported = counts.get("unsupported", 0)
-    native = len(entries) - routable - unsupported
+    native_done = sum(v for k, v in counts.items() if k in IMPLEMENTED_NATIVE)
+    native = len(entries) - routable - unsupported - native_done
     out = [
         "# Providers",
         "",
@@ -878,6 +899,10 @@ def render_doc(entries: list[dict]) -> str:
         "forwarded to `{base_url}/chat/completions` (and the other endpoints listed) with only "
         "`model` rewritten. Where the base URL contains `{placeholders}` or is empty, set `base_url` "
         "on the model in the config.",
+        f"- **routable (native adapter)** ({native_done}): requests, responses and streams are "
+        "translated to and from the provider's own API (Anthropic Messages, Gemini, Azure OpenAI and "
+        "AI Foundry, Bedrock Converse with SigV4, Cohere v2), each tested against a provider-faithful "
+        "fake and through the official openai SDK.",
         f"- **native adapter pending** ({native}): the provider needs request/response translation or "
         "non-static auth (SigV4, OAuth, IAM). The proxy rejects these at config load with a clear "
         "reason until the adapter exists.",

@@ -469,3 +469,62 @@ def pytest_runtest_makereport(item, call):
                 if text:
                     report.sections.append((f"{fixture} {path.name} (tail)", text))
     return report
+
+
+# --------------------------------------------------------------------------- cohere (native v2 chat)
+
+COHERE_UPSTREAM_KEY = "co-compat"
+_FAKE_BASE_PATH["cohere"] = "/v2"
+
+
+@pytest.fixture(scope="session")
+def fake_cohere(workdir: Path):
+    """The Cohere v2 Chat fake (``fake-providers --provider cohere``)."""
+    with _run_fake(workdir, "cohere", COHERE_UPSTREAM_KEY) as fake:
+        _FIXTURE_LOGS["fake_cohere"] = [fake.stderr_log]
+        try:
+            yield fake
+        finally:
+            _FIXTURE_LOGS.pop("fake_cohere", None)
+
+
+def _cohere_proxy_config(port: int, cohere: FakeProvider) -> str:
+    # max_retries = 0: a translation error must surface, not be retried away.
+    return f"""\
+[general]
+master_key = "{MASTER_KEY}"
+max_retries = 0
+
+[server]
+host = "127.0.0.1"
+port = {port}
+body_limit_bytes = {BODY_LIMIT_BYTES}
+
+[[models]]
+name = "command"
+provider_model = "cohere_chat/command-a-03-2025"
+base_url = "{cohere.base_url}"
+api_key = "{cohere.api_key}"
+"""
+
+
+@pytest.fixture(scope="session")
+def cohere_proxy(workdir: Path, fake_cohere: FakeProvider):
+    """A proxy whose ``command`` model goes through the native Cohere v2 adapter."""
+    config = lambda port: _cohere_proxy_config(port, fake_cohere)  # noqa: E731
+    with _run_proxy(workdir, "liter-llm-cohere", config) as p:
+        _FIXTURE_LOGS["cohere_proxy"] = [p.stderr_log, p.stdout_log]
+        try:
+            yield p
+        finally:
+            _FIXTURE_LOGS.pop("cohere_proxy", None)
+
+
+@pytest.fixture(scope="session")
+def cohere_client(cohere_proxy: Proxy):
+    """The official SDK, master key, pointed at the Cohere-adapter proxy."""
+    client = openai.OpenAI(
+        base_url=cohere_proxy.api_base, api_key=MASTER_KEY, max_retries=0, timeout=30.0
+    )
+    yield client
+    client.close()

@@ -369,9 +369,14 @@ impl Router {
                     env_key = (self.env)(var).filter(|v| !v.is_empty());
                     match (&env_key, provider.requires_base_url) {
                         (Some(k), _) => Some(k.as_str()),
-                        // Self-hosted servers usually run without a key.
-                        (None, true) => None,
-                        (None, false) => {
+                        // Self-hosted OpenAI-style servers usually run without a
+                        // key; a provider with its own key header (Azure) never does.
+                        (None, true)
+                            if matches!(provider.auth, AuthStyle::Bearer | AuthStyle::None) =>
+                        {
+                            None
+                        }
+                        (None, _) => {
                             return Err(format!(
                                 "`{field}` ({}): no `api_key`, and `{var}` is not set",
                                 spec.model_name

@@ -11,17 +11,19 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use fake_providers::{anthropic, gemini};
+use fake_providers::{anthropic, azure, bedrock, cohere, gemini};
 use tokio::net::TcpListener;
 
-/// A provider-faithful fake upstream (Anthropic Messages or Gemini API).
+/// A provider-faithful fake upstream (Anthropic Messages, Gemini API, or Azure
+/// OpenAI with Azure AI Foundry model inference).
 #[derive(Debug, Parser)]
 #[command(name = "fake-providers", version, about)]
 struct Cli {
     /// Which provider's API to fake.
     #[arg(long, value_enum)]
     provider: Provider,
-    /// The key requests must carry (`x-api-key` / `x-goog-api-key`).
+    /// The key requests must carry (`x-api-key` / `x-goog-api-key` / `api-key` /
+    /// `Authorization: Bearer`).
     #[arg(long, value_name = "KEY")]
     api_key: String,
     /// Address to bind.
@@ -30,18 +32,44 @@ struct Cli {
     /// Port to bind; 0 picks a free one (read it from the "listening on" line).
     #[arg(long, default_value_t = 0)]
     port: u16,
+    /// Bedrock: the access key id requests must be SigV4-signed with
+    /// (`--api-key` is not used by bedrock).
+    #[arg(long, value_name = "ID", default_value = "AKIDEXAMPLE")]
+    aws_access_key_id: String,
+    /// Bedrock: the secret access key the fake verifies signatures with.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        default_value = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+    )]
+    aws_secret_access_key: String,
+    /// Bedrock: when set, requests must send and sign this `x-amz-security-token`.
+    #[arg(long, value_name = "TOKEN")]
+    aws_session_token: Option<String>,
+    /// Bedrock: the region the credential scope must name.
+    #[arg(long, value_name = "REGION", default_value = "us-east-1")]
+    aws_region: String,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Provider {
     Anthropic,
     Gemini,
+    /// Azure OpenAI (`/openai/deployments/...`, `/openai/v1`) and Foundry (`/models`).
+    Azure,
+    /// Cohere's v2 Chat API (`/v2/chat`, `Authorization: Bearer`).
+    Cohere,
+    /// Amazon Bedrock Converse / ConverseStream, SigV4-verified.
+    Bedrock,
 }
 
 /// Keeps the fake alive; dropping it stops the server.
 enum Running {
     Anthropic(anthropic::FakeAnthropic),
     Gemini(gemini::FakeGemini),
+    Azure(azure::FakeAzure),
+    Cohere(cohere::FakeCohere),
+    Bedrock(bedrock::FakeBedrock),
 }
 
 impl Running {
@@ -49,6 +77,9 @@ impl Running {
         match self {
             Running::Anthropic(fake) => fake.addr(),
             Running::Gemini(fake) => fake.addr(),
+            Running::Cohere(fake) => fake.addr(),
+            Running::Azure(fake) => fake.addr(),
+            Running::Bedrock(fake) => fake.addr(),
         }
     }
 }
@@ -71,6 +102,19 @@ async fn run(cli: Cli) -> io::Result<()> {
             Running::Anthropic(anthropic::FakeAnthropic::start_on(listener, &cli.api_key).await?)
         }
         Provider::Gemini => Running::Gemini(gemini::start_on(listener, &cli.api_key).await?),
+        Provider::Cohere => Running::Cohere(cohere::start_on(listener, &cli.api_key).await?),
+        Provider::Azure => Running::Azure(azure::start_on(listener, &cli.api_key).await?),
+        Provider::Bedrock => {
+            let mut creds = bedrock::Credentials::new(
+                &cli.aws_access_key_id,
+                &cli.aws_secret_access_key,
+                &cli.aws_region,
+            );
+            if let Some(token) = cli.aws_session_token.as_deref() {
+                creds = creds.with_session_token(token);
+            }
+            Running::Bedrock(bedrock::FakeBedrock::start_on(listener, creds).await?)
+        }
     };
     {
         let mut stdout = io::stdout().lock();

@@ -360,7 +360,8 @@ impl DispatchCore {
             .and_then(|v| v.to_str().ok())
             // Bedrock streams in AWS event-stream framing, not SSE.
             .is_some_and(|ct| {
-                ct.starts_with("text/event-stream") || ct.starts_with("application/vnd.amazon.eventstream")
+                ct.starts_with("text/event-stream")
+                    || ct.starts_with("application/vnd.amazon.eventstream")
             });
         if req.stream && is_sse {
             req.settlement.update(|o| {
