@@ -205,8 +205,16 @@ fn negative_and_mistyped_values_are_rejected() {
             "request_timeout_secs",
         ),
         (
-            "[general]\nmaster_key = \"m\"\n[cache]\nmax_entries = 10\n",
-            "[cache]",
+            "[general]\nmaster_key = \"m\"\n[files]\nbackend = \"memory\"\n",
+            "[files]",
+        ),
+        (
+            "[general]\nmaster_key = \"m\"\n[rate_limit]\nrpm = 0\n",
+            "rate_limit.rpm",
+        ),
+        (
+            "[general]\nmaster_key = \"m\"\n[budget]\nglobal_limit = -5.0\n",
+            "budget.global_limit",
         ),
         (
             "[server]\nrequest_timeout_secs = 18446744073709551615\n",

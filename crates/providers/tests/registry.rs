@@ -38,7 +38,7 @@ fn docs_table_lists_every_provider_with_its_adapter_and_status() {
             }
             _ => "native adapter pending".to_string(),
         };
-        assert!(row.contains(status), "status of `{}`", p.name);
+        assert!(row.contains(status.as_str()), "status of `{}`", p.name);
     }
     let rows = docs.lines().filter(|l| l.starts_with("| `")).count();
     assert_eq!(rows, registry.len(), "docs table has stale rows");
