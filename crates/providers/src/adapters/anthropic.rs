@@ -21,13 +21,17 @@
 //! - **Alternation.** Tool results travel in a `user` turn; consecutive turns of
 //!   one role are merged, tool results first, as the API requires.
 
+use super::common::{
+    self, bad_upstream, chunk_json, invalid, max_tokens, now_secs, number, parse_data_url,
+    part_type, role_delta, stop_sequences, usage_chunk_json, with_code, write_frame, SseParser,
+    DONE_FRAME,
+};
 use super::{ChatAdapter, ChatContext, StreamTranslator, UpstreamRequest};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
 use liter_llm_protocol::{ApiError, ErrorKind};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The API version this translation was written against.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -94,10 +98,6 @@ impl ChatAdapter for AnthropicAdapter {
 // OpenAI request → Anthropic request
 // ---------------------------------------------------------------------------
 
-fn invalid(param: impl Into<String>, message: impl Into<String>) -> ApiError {
-    ApiError::invalid_request(message).with_param(param)
-}
-
 fn translate_request(body: &[u8], ctx: &ChatContext<'_>) -> Result<Value, ApiError> {
     let parsed: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid_request(format!("request body is not valid JSON: {e}")))?;
@@ -106,7 +106,7 @@ fn translate_request(body: &[u8], ctx: &ChatContext<'_>) -> Result<Value, ApiErr
             "request body must be a JSON object",
         ));
     };
-    reject_unrepresentable(req)?;
+    common::reject_unrepresentable(req, "anthropic", "anthropic")?;
 
     let native_structured = supports_native_structured_output(ctx.upstream_model);
     let mut out = Map::new();
@@ -232,35 +232,6 @@ fn translate_request(body: &[u8], ctx: &ChatContext<'_>) -> Result<Value, ApiErr
     Ok(Value::Object(out))
 }
 
-/// Fields without an Anthropic equivalent are dropped, except where dropping
-/// them would hand the client something other than what it asked for.
-fn reject_unrepresentable(req: &Map<String, Value>) -> Result<(), ApiError> {
-    if let Some(n) = req.get("n").filter(|v| !v.is_null()) {
-        match n.as_u64() {
-            Some(0 | 1) => {}
-            _ => return Err(invalid("n", "n > 1 is not supported by anthropic")),
-        }
-    }
-    let wants_audio = req.get("audio").is_some_and(|v| !v.is_null())
-        || req
-            .get("modalities")
-            .and_then(Value::as_array)
-            .is_some_and(|m| m.iter().any(|x| x.as_str() == Some("audio")));
-    if wants_audio {
-        return Err(invalid(
-            "modalities",
-            "audio output is not supported by anthropic",
-        ));
-    }
-    if req.get("functions").is_some_and(|v| !v.is_null()) {
-        return Err(invalid(
-            "functions",
-            "the deprecated `functions` field is not supported for anthropic models; use `tools`",
-        ));
-    }
-    Ok(())
-}
-
 /// One Anthropic turn while it is being assembled.
 struct Turn {
     role: &'static str,
@@ -380,12 +351,6 @@ fn copy_cache_control(from: &Value, to: &mut Value) {
     }
 }
 
-fn part_type<'a>(part: &'a Value, path: &str) -> Result<&'a str, ApiError> {
-    part.get("type")
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid(format!("{path}.type"), "content parts need a string `type`"))
-}
-
 fn text_only_blocks(content: &Value, path: &str) -> Result<Vec<Value>, ApiError> {
     match content {
         Value::String(s) if s.is_empty() => Ok(Vec::new()),
@@ -462,23 +427,6 @@ fn user_blocks(content: &Value, path: &str) -> Result<Vec<Value>, ApiError> {
             "content must be a string or an array of parts",
         )),
     }
-}
-
-/// Splits `data:<mime>[;params];base64,<data>` into the media type and payload.
-fn parse_data_url<'a>(url: &'a str, path: &str) -> Result<(&'a str, &'a str), ApiError> {
-    let rest = url.get(5..).unwrap_or_default();
-    let (meta, data) = rest
-        .split_once(',')
-        .ok_or_else(|| invalid(path, "malformed data URL: no `,` before the payload"))?;
-    let mut params = meta.split(';');
-    let media_type = params.next().unwrap_or_default();
-    if !params.any(|p| p.eq_ignore_ascii_case("base64")) {
-        return Err(invalid(
-            path,
-            "data URLs must be base64-encoded (`;base64,`)",
-        ));
-    }
-    Ok((media_type, data))
 }
 
 fn image_block(url: &str, path: &str) -> Result<Value, ApiError> {
@@ -598,43 +546,9 @@ fn assistant_blocks(m: &Value, path: &str) -> Result<Vec<Value>, ApiError> {
     if let Some(calls) = m.get("tool_calls").and_then(Value::as_array) {
         for (k, call) in calls.iter().enumerate() {
             let p = format!("{path}.tool_calls[{k}]");
-            let id = call
-                .get("id")
-                .and_then(Value::as_str)
-                .ok_or_else(|| invalid(format!("{p}.id"), "tool calls need a string `id`"))?;
-            let function = call.get("function").unwrap_or(&Value::Null);
-            let name = function
-                .get("name")
-                .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    invalid(
-                        format!("{p}.function.name"),
-                        "tool calls need `function.name`",
-                    )
-                })?;
-            let args = function
-                .get("arguments")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let input = if args.trim().is_empty() {
-                Value::Object(Map::new())
-            } else {
-                match serde_json::from_str::<Value>(args) {
-                    Ok(v @ Value::Object(_)) => v,
-                    Ok(_) => {
-                        return Err(invalid(
-                            format!("{p}.function.arguments"),
-                            "tool call arguments must be a JSON object",
-                        ))
-                    }
-                    Err(e) => {
-                        return Err(invalid(
-                            format!("{p}.function.arguments"),
-                            format!("tool call arguments are not valid JSON: {e}"),
-                        ))
-                    }
-                }
-            };
+            let common::ToolCall {
+                id, name, input, ..
+            } = common::tool_call(call, &p)?;
             out.push(json!({"type": "tool_use", "id": id, "name": name, "input": input}));
         }
     }
@@ -815,31 +729,6 @@ fn thinking_config(req: &Map<String, Value>) -> Result<Option<Value>, ApiError> 
     Ok(req.get("thinking").filter(|t| t.is_object()).cloned())
 }
 
-fn max_tokens(req: &Map<String, Value>) -> Result<Option<u64>, ApiError> {
-    for key in ["max_completion_tokens", "max_tokens"] {
-        match req.get(key) {
-            None | Some(Value::Null) => continue,
-            Some(v) => {
-                return match v.as_u64() {
-                    Some(n) if n >= 1 => Ok(Some(n)),
-                    _ => Err(invalid(key, format!("`{key}` must be a positive integer"))),
-                }
-            }
-        }
-    }
-    Ok(None)
-}
-
-fn number(req: &Map<String, Value>, key: &str) -> Result<Option<f64>, ApiError> {
-    match req.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_f64()
-            .map(Some)
-            .ok_or_else(|| invalid(key, format!("`{key}` must be a number"))),
-    }
-}
-
 fn sampling(
     req: &Map<String, Value>,
     thinking_on: bool,
@@ -869,46 +758,9 @@ fn sampling(
     Ok(())
 }
 
-fn stop_sequences(stop: Option<&Value>) -> Result<Option<Vec<Value>>, ApiError> {
-    let list: Vec<Value> = match stop {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(s)) => vec![Value::String(s.clone())],
-        Some(Value::Array(items)) => {
-            if items.iter().any(|s| !s.is_string()) {
-                return Err(invalid(
-                    "stop",
-                    "`stop` must be a string or an array of strings",
-                ));
-            }
-            items.clone()
-        }
-        Some(_) => {
-            return Err(invalid(
-                "stop",
-                "`stop` must be a string or an array of strings",
-            ))
-        }
-    };
-    let list: Vec<Value> = list
-        .into_iter()
-        .filter(|s| s.as_str().is_some_and(|s| !s.is_empty()))
-        .collect();
-    Ok((!list.is_empty()).then_some(list))
-}
-
 // ---------------------------------------------------------------------------
 // Anthropic response → OpenAI response
 // ---------------------------------------------------------------------------
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-fn bad_upstream(message: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorKind::BadGateway, message).with_code("upstream_invalid_response")
-}
 
 fn finish_reason(stop_reason: Option<&str>) -> &'static str {
     match stop_reason {
@@ -1110,13 +962,6 @@ fn kind_for_error_type(error_type: &str) -> (ErrorKind, Option<&'static str>) {
     }
 }
 
-fn with_code(e: ApiError, code: Option<&str>) -> ApiError {
-    match code {
-        Some(c) => e.with_code(c),
-        None => e,
-    }
-}
-
 /// `{"type":"error","error":{"type","message"}}`, or `None` if the body is not that.
 fn error_from_value(status: u16, v: &Value) -> Option<ApiError> {
     let err = v.get("error")?;
@@ -1161,104 +1006,6 @@ fn translate_error(status: u16, body: &[u8]) -> ApiError {
 // ---------------------------------------------------------------------------
 // Anthropic SSE → OpenAI SSE
 // ---------------------------------------------------------------------------
-
-/// The fields of one SSE event still being read.
-#[derive(Default)]
-struct PendingEvent {
-    event: String,
-    data: Vec<u8>,
-    has_data: bool,
-}
-
-/// Splits a byte stream into SSE events, whatever the chunk boundaries.
-#[derive(Default)]
-struct SseParser {
-    buf: Vec<u8>,
-    /// `buf[..scanned]` holds no newline, so a long line fed in small pieces
-    /// is scanned once rather than once per piece.
-    scanned: usize,
-    pending: PendingEvent,
-}
-
-type EventSink<'a> = dyn FnMut(&str, &[u8]) -> Result<(), ApiError> + 'a;
-
-impl SseParser {
-    fn feed(&mut self, chunk: &[u8], sink: &mut EventSink<'_>) -> Result<(), ApiError> {
-        self.buf.extend_from_slice(chunk);
-        let mut start = 0;
-        let mut from = self.scanned;
-        let mut result = Ok(());
-        while let Some(nl) = self.buf[from..].iter().position(|b| *b == b'\n') {
-            let end = from + nl;
-            let mut line = &self.buf[start..end];
-            start = end + 1;
-            from = start;
-            if let Some(stripped) = line.strip_suffix(b"\r") {
-                line = stripped;
-            }
-            result = Self::line(&mut self.pending, line, sink);
-            if result.is_err() {
-                break;
-            }
-        }
-        self.buf.drain(..start);
-        // After an error the rest is unscanned; the stream is over anyway.
-        self.scanned = if result.is_ok() { self.buf.len() } else { 0 };
-        result
-    }
-
-    fn line(
-        pending: &mut PendingEvent,
-        line: &[u8],
-        sink: &mut EventSink<'_>,
-    ) -> Result<(), ApiError> {
-        if line.is_empty() {
-            return Self::dispatch(pending, sink);
-        }
-        if line.starts_with(b":") {
-            return Ok(());
-        }
-        let (field, value) = match line.iter().position(|b| *b == b':') {
-            Some(i) => {
-                let v = &line[i + 1..];
-                (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
-            }
-            None => (line, &b""[..]),
-        };
-        match field {
-            b"event" => pending.event = String::from_utf8_lossy(value).into_owned(),
-            b"data" => {
-                if pending.has_data {
-                    pending.data.push(b'\n');
-                }
-                pending.data.extend_from_slice(value);
-                pending.has_data = true;
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    fn dispatch(pending: &mut PendingEvent, sink: &mut EventSink<'_>) -> Result<(), ApiError> {
-        let ev = std::mem::take(pending);
-        if ev.has_data {
-            sink(&ev.event, &ev.data)?;
-        }
-        Ok(())
-    }
-
-    /// At end of input: an event whose blank line never came is still delivered,
-    /// so a stream cut right after its last `data:` line is judged on its content.
-    fn flush(&mut self, sink: &mut EventSink<'_>) -> Result<(), ApiError> {
-        if !self.buf.is_empty() {
-            let rest = std::mem::take(&mut self.buf);
-            self.scanned = 0;
-            let line = rest.strip_suffix(b"\r").unwrap_or(&rest);
-            Self::line(&mut self.pending, line, sink)?;
-        }
-        Self::dispatch(&mut self.pending, sink)
-    }
-}
 
 /// What one Anthropic content block became on the OpenAI side.
 enum Block {
@@ -1337,38 +1084,17 @@ impl StreamTranslator for AnthropicStream {
     }
 }
 
-fn write_frame(out: &mut Vec<u8>, v: &Value) -> Result<(), ApiError> {
-    out.extend_from_slice(b"data: ");
-    serde_json::to_writer(&mut *out, v).map_err(|e| {
-        ApiError::new(
-            ErrorKind::Internal,
-            format!("could not encode a chunk: {e}"),
-        )
-    })?;
-    out.extend_from_slice(b"\n\n");
-    Ok(())
-}
-
 impl StreamState {
     fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
-        let mut c = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{
-                "index": 0,
-                "delta": delta,
-                "logprobs": null,
-                "finish_reason": finish,
-            }],
-        });
-        if self.include_usage {
-            if let Some(obj) = c.as_object_mut() {
-                obj.insert("usage".into(), Value::Null);
-            }
-        }
-        c
+        chunk_json(
+            &self.id,
+            self.created,
+            &self.model,
+            self.include_usage,
+            0,
+            delta,
+            finish,
+        )
     }
 
     fn emit(&self, out: &mut Vec<u8>, delta: Value) -> Result<(), ApiError> {
@@ -1384,7 +1110,7 @@ impl StreamState {
         if self.id.is_empty() {
             self.id = format!("chatcmpl-anthropic-{}", self.created);
         }
-        self.emit(out, json!({"role": "assistant", "content": ""}))
+        self.emit(out, role_delta())
     }
 
     fn on_event(&mut self, event: &str, data: &[u8], out: &mut Vec<u8>) -> Result<(), ApiError> {
@@ -1437,17 +1163,15 @@ impl StreamState {
                     self.send_finish(None, out)?;
                 }
                 if self.include_usage {
-                    let usage_chunk = json!({
-                        "id": self.id,
-                        "object": "chat.completion.chunk",
-                        "created": self.created,
-                        "model": self.model,
-                        "choices": [],
-                        "usage": self.usage.to_openai(),
-                    });
+                    let usage_chunk = usage_chunk_json(
+                        &self.id,
+                        self.created,
+                        &self.model,
+                        self.usage.to_openai(),
+                    );
                     write_frame(out, &usage_chunk)?;
                 }
-                out.extend_from_slice(b"data: [DONE]\n\n");
+                out.extend_from_slice(DONE_FRAME);
                 self.done = true;
                 Ok(())
             }

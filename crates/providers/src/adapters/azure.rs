@@ -36,6 +36,7 @@
 //! their meaning: a content-filter refusal stays a 400 with code
 //! `content_filter`; a rejected key is the operator's problem, a 502.
 
+use super::common::{bad_upstream, DONE_FRAME};
 use super::{ChatAdapter, ChatContext, StreamTranslator, UpstreamRequest, UpstreamTarget};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
@@ -356,10 +357,6 @@ fn request_body(body: &[u8], model: &str, want_usage: bool) -> Result<Bytes, Api
 // Responses
 // ---------------------------------------------------------------------------
 
-fn bad_upstream(message: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorKind::BadGateway, message).with_code("upstream_invalid_response")
-}
-
 /// What the adapter reads of an answer or a chunk: only whether it is JSON and
 /// whether it is an error.
 #[derive(Deserialize)]
@@ -640,7 +637,7 @@ impl Events {
         }
         if data.trim_ascii() == b"[DONE]" {
             self.done = true;
-            out.extend_from_slice(b"data: [DONE]\n\n");
+            out.extend_from_slice(DONE_FRAME);
             return Ok(());
         }
         match serde_json::from_slice::<Probe>(&data) {

@@ -36,6 +36,10 @@
 pub mod eventstream;
 pub mod sigv4;
 
+use super::common::{
+    self, bad_upstream, chunk_json, invalid, max_tokens, now_secs, number, part_type, role_delta,
+    stop_sequences, usage_chunk_json, with_code, write_frame, DONE_FRAME,
+};
 use super::{ChatAdapter, ChatContext, StreamTranslator, UpstreamRequest, UpstreamTarget};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
@@ -241,10 +245,6 @@ fn region_from_host(host: &str) -> Option<String> {
 // OpenAI request → Converse request
 // ---------------------------------------------------------------------------
 
-fn invalid(param: impl Into<String>, message: impl Into<String>) -> ApiError {
-    ApiError::invalid_request(message).with_param(param)
-}
-
 fn translate_request(body: &[u8], ctx: &ChatContext<'_>) -> Result<Value, ApiError> {
     let parsed: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid_request(format!("request body is not valid JSON: {e}")))?;
@@ -253,7 +253,7 @@ fn translate_request(body: &[u8], ctx: &ChatContext<'_>) -> Result<Value, ApiErr
             "request body must be a JSON object",
         ));
     };
-    reject_unrepresentable(req)?;
+    common::reject_unrepresentable(req, "bedrock", "bedrock's Converse API")?;
 
     let mut out = Map::new();
     let mut docs = DocumentNames::default();
@@ -377,33 +377,6 @@ fn translate_request(body: &[u8], ctx: &ChatContext<'_>) -> Result<Value, ApiErr
         out.insert("inferenceConfig".into(), Value::Object(inference));
     }
     Ok(Value::Object(out))
-}
-
-fn reject_unrepresentable(req: &Map<String, Value>) -> Result<(), ApiError> {
-    if let Some(n) = req.get("n").filter(|v| !v.is_null()) {
-        match n.as_u64() {
-            Some(0 | 1) => {}
-            _ => return Err(invalid("n", "n > 1 is not supported by bedrock")),
-        }
-    }
-    let wants_audio = req.get("audio").is_some_and(|v| !v.is_null())
-        || req
-            .get("modalities")
-            .and_then(Value::as_array)
-            .is_some_and(|m| m.iter().any(|x| x.as_str() == Some("audio")));
-    if wants_audio {
-        return Err(invalid(
-            "modalities",
-            "audio output is not supported by bedrock's Converse API",
-        ));
-    }
-    if req.get("functions").is_some_and(|v| !v.is_null()) {
-        return Err(invalid(
-            "functions",
-            "the deprecated `functions` field is not supported for bedrock models; use `tools`",
-        ));
-    }
-    Ok(())
 }
 
 struct Turn {
@@ -538,12 +511,6 @@ fn tool_names_in_history(messages: &[Value]) -> Vec<String> {
     names
 }
 
-fn part_type<'a>(part: &'a Value, path: &str) -> Result<&'a str, ApiError> {
-    part.get("type")
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid(format!("{path}.type"), "content parts need a string `type`"))
-}
-
 /// A text part as blocks: the text (unless blank, which Converse refuses) and
 /// a cache point after it when the part carried `cache_control`.
 fn text_part(part: &Value, path: &str) -> Result<Vec<Value>, ApiError> {
@@ -651,20 +618,10 @@ fn user_blocks(
     }
 }
 
-/// Splits `data:<mime>[;params];base64,<data>` into the media type and payload.
+/// Splits `data:<mime>[;params];base64,<data>` into the media type and a
+/// non-empty payload.
 fn parse_data_url<'a>(url: &'a str, path: &str) -> Result<(&'a str, &'a str), ApiError> {
-    let rest = url.get(5..).unwrap_or_default();
-    let (meta, data) = rest
-        .split_once(',')
-        .ok_or_else(|| invalid(path, "malformed data URL: no `,` before the payload"))?;
-    let mut params = meta.split(';');
-    let media_type = params.next().unwrap_or_default();
-    if !params.any(|p| p.eq_ignore_ascii_case("base64")) {
-        return Err(invalid(
-            path,
-            "data URLs must be base64-encoded (`;base64,`)",
-        ));
-    }
+    let (media_type, data) = common::parse_data_url(url, path)?;
     if data.is_empty() {
         return Err(invalid(path, "the data URL has no payload"));
     }
@@ -835,43 +792,9 @@ fn assistant_blocks(m: &Value, path: &str) -> Result<Vec<Value>, ApiError> {
     if let Some(calls) = m.get("tool_calls").and_then(Value::as_array) {
         for (k, call) in calls.iter().enumerate() {
             let p = format!("{path}.tool_calls[{k}]");
-            let id = call
-                .get("id")
-                .and_then(Value::as_str)
-                .ok_or_else(|| invalid(format!("{p}.id"), "tool calls need a string `id`"))?;
-            let function = call.get("function").unwrap_or(&Value::Null);
-            let name = function
-                .get("name")
-                .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    invalid(
-                        format!("{p}.function.name"),
-                        "tool calls need `function.name`",
-                    )
-                })?;
-            let args = function
-                .get("arguments")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let input = if args.trim().is_empty() {
-                Value::Object(Map::new())
-            } else {
-                match serde_json::from_str::<Value>(args) {
-                    Ok(v @ Value::Object(_)) => v,
-                    Ok(_) => {
-                        return Err(invalid(
-                            format!("{p}.function.arguments"),
-                            "tool call arguments must be a JSON object",
-                        ))
-                    }
-                    Err(e) => {
-                        return Err(invalid(
-                            format!("{p}.function.arguments"),
-                            format!("tool call arguments are not valid JSON: {e}"),
-                        ))
-                    }
-                }
-            };
+            let common::ToolCall {
+                id, name, input, ..
+            } = common::tool_call(call, &p)?;
             out.push(json!({"toolUse": {"toolUseId": id, "name": name, "input": input}}));
         }
     }
@@ -1023,55 +946,9 @@ fn thinking_budget(req: &Map<String, Value>, model: &str) -> Result<Option<u64>,
     Ok(is_claude(model).then_some(budget))
 }
 
-fn max_tokens(req: &Map<String, Value>) -> Result<Option<u64>, ApiError> {
-    for key in ["max_completion_tokens", "max_tokens"] {
-        match req.get(key) {
-            None | Some(Value::Null) => continue,
-            Some(v) => {
-                return match v.as_u64() {
-                    Some(n) if n >= 1 => Ok(Some(n)),
-                    _ => Err(invalid(key, format!("`{key}` must be a positive integer"))),
-                }
-            }
-        }
-    }
-    Ok(None)
-}
-
-fn number(req: &Map<String, Value>, key: &str) -> Result<Option<f64>, ApiError> {
-    match req.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_f64()
-            .map(Some)
-            .ok_or_else(|| invalid(key, format!("`{key}` must be a number"))),
-    }
-}
-
-fn stop_sequences(stop: Option<&Value>) -> Result<Option<Vec<Value>>, ApiError> {
-    let bad = || invalid("stop", "`stop` must be a string or an array of strings");
-    let list: Vec<Value> = match stop {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(s)) => vec![Value::String(s.clone())],
-        Some(Value::Array(items)) if items.iter().all(Value::is_string) => items.clone(),
-        Some(_) => return Err(bad()),
-    };
-    let list: Vec<Value> = list
-        .into_iter()
-        .filter(|s| s.as_str().is_some_and(|s| !s.is_empty()))
-        .collect();
-    Ok((!list.is_empty()).then_some(list))
-}
-
 // ---------------------------------------------------------------------------
 // Converse response → OpenAI response
 // ---------------------------------------------------------------------------
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 /// Converse answers carry no id, so one is made up; unique, not secret.
 fn completion_id() -> String {
@@ -1085,10 +962,6 @@ fn completion_id() -> String {
             .map_or(0, |d| d.as_nanos()),
     );
     format!("chatcmpl-bedrock-{:016x}", h.finish())
-}
-
-fn bad_upstream(message: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorKind::BadGateway, message).with_code("upstream_invalid_response")
 }
 
 fn finish_reason(stop_reason: Option<&str>) -> &'static str {
@@ -1275,13 +1148,6 @@ fn status_for_exception(exception_type: &str) -> u16 {
     }
 }
 
-fn with_code(e: ApiError, code: Option<&str>) -> ApiError {
-    match code {
-        Some(c) => e.with_code(c),
-        None => e,
-    }
-}
-
 fn error_message(v: &Value) -> Option<&str> {
     ["message", "Message"]
         .iter()
@@ -1399,38 +1265,17 @@ impl StreamTranslator for BedrockStream {
     }
 }
 
-fn write_frame(out: &mut Vec<u8>, v: &Value) -> Result<(), ApiError> {
-    out.extend_from_slice(b"data: ");
-    serde_json::to_writer(&mut *out, v).map_err(|e| {
-        ApiError::new(
-            ErrorKind::Internal,
-            format!("could not encode a chunk: {e}"),
-        )
-    })?;
-    out.extend_from_slice(b"\n\n");
-    Ok(())
-}
-
 impl BedrockStream {
     fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
-        let mut c = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{
-                "index": 0,
-                "delta": delta,
-                "logprobs": null,
-                "finish_reason": finish,
-            }],
-        });
-        if self.include_usage {
-            if let Some(obj) = c.as_object_mut() {
-                obj.insert("usage".into(), Value::Null);
-            }
-        }
-        c
+        chunk_json(
+            &self.id,
+            self.created,
+            &self.model,
+            self.include_usage,
+            0,
+            delta,
+            finish,
+        )
     }
 
     fn emit(&self, out: &mut Vec<u8>, delta: Value) -> Result<(), ApiError> {
@@ -1442,23 +1287,17 @@ impl BedrockStream {
             return Ok(());
         }
         self.started = true;
-        self.emit(out, json!({"role": "assistant", "content": ""}))
+        self.emit(out, role_delta())
     }
 
     /// The usage chunk (if asked for and known), then `[DONE]`.
     fn close(&mut self, out: &mut Vec<u8>) -> Result<(), ApiError> {
         if let (true, Some(usage)) = (self.include_usage, self.usage) {
-            let usage_chunk = json!({
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [],
-                "usage": usage.to_openai(),
-            });
+            let usage_chunk =
+                usage_chunk_json(&self.id, self.created, &self.model, usage.to_openai());
             write_frame(out, &usage_chunk)?;
         }
-        out.extend_from_slice(b"data: [DONE]\n\n");
+        out.extend_from_slice(DONE_FRAME);
         self.done = true;
         Ok(())
     }

@@ -27,13 +27,16 @@
 //!   `metadata`, `store` and `service_tier` have no Cohere equivalent and are
 //!   left out; `n > 1`, audio and the deprecated `functions` are refused.
 
+use super::common::{
+    self, bad_upstream, chunk_json, invalid, max_tokens, now_secs, number, part_type, role_delta,
+    stop_sequences, usage_chunk_json, with_code, write_frame, SseParser, DONE_FRAME,
+};
 use super::{ChatAdapter, ChatContext, StreamTranslator, UpstreamRequest};
 use bytes::Bytes;
 use http::Method;
 use liter_llm_protocol::{ApiError, ErrorKind};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Cohere's documented range for `p`.
 const P_MIN: f64 = 0.01;
@@ -100,10 +103,6 @@ impl ChatAdapter for CohereAdapter {
 // OpenAI request → Cohere request
 // ---------------------------------------------------------------------------
 
-fn invalid(param: impl Into<String>, message: impl Into<String>) -> ApiError {
-    ApiError::invalid_request(message).with_param(param)
-}
-
 fn translate_request(body: &[u8], ctx: &ChatContext<'_>) -> Result<Value, ApiError> {
     let parsed: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid_request(format!("request body is not valid JSON: {e}")))?;
@@ -112,7 +111,7 @@ fn translate_request(body: &[u8], ctx: &ChatContext<'_>) -> Result<Value, ApiErr
             "request body must be a JSON object",
         ));
     };
-    reject_unrepresentable(req)?;
+    common::reject_unrepresentable(req, "cohere", "cohere")?;
 
     let mut out = Map::new();
     out.insert("model".into(), Value::from(ctx.upstream_model));
@@ -165,41 +164,6 @@ fn translate_request(body: &[u8], ctx: &ChatContext<'_>) -> Result<Value, ApiErr
     }
     out.insert("stream".into(), Value::Bool(ctx.stream));
     Ok(Value::Object(out))
-}
-
-/// Fields without a Cohere equivalent are dropped, except where dropping them
-/// would hand the client something other than what it asked for.
-fn reject_unrepresentable(req: &Map<String, Value>) -> Result<(), ApiError> {
-    if let Some(n) = req.get("n").filter(|v| !v.is_null()) {
-        match n.as_u64() {
-            Some(0 | 1) => {}
-            _ => return Err(invalid("n", "n > 1 is not supported by cohere")),
-        }
-    }
-    let wants_audio = req.get("audio").is_some_and(|v| !v.is_null())
-        || req
-            .get("modalities")
-            .and_then(Value::as_array)
-            .is_some_and(|m| m.iter().any(|x| x.as_str() == Some("audio")));
-    if wants_audio {
-        return Err(invalid(
-            "modalities",
-            "audio output is not supported by cohere",
-        ));
-    }
-    if req.get("functions").is_some_and(|v| !v.is_null()) {
-        return Err(invalid(
-            "functions",
-            "the deprecated `functions` field is not supported for cohere models; use `tools`",
-        ));
-    }
-    Ok(())
-}
-
-fn part_type<'a>(part: &'a Value, path: &str) -> Result<&'a str, ApiError> {
-    part.get("type")
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid(format!("{path}.type"), "content parts need a string `type`"))
 }
 
 fn part_text<'a>(part: &'a Value, path: &str) -> Result<&'a str, ApiError> {
@@ -456,42 +420,12 @@ fn assistant_message(m: &Value, path: &str) -> Result<Option<Value>, ApiError> {
 }
 
 fn tool_call(call: &Value, path: &str) -> Result<Value, ApiError> {
-    let id = call
-        .get("id")
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid(format!("{path}.id"), "tool calls need a string `id`"))?;
-    let function = call.get("function").unwrap_or(&Value::Null);
-    let name = function
-        .get("name")
-        .and_then(Value::as_str)
-        .ok_or_else(|| {
-            invalid(
-                format!("{path}.function.name"),
-                "tool calls need `function.name`",
-            )
-        })?;
-    let args = function
-        .get("arguments")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let arguments = if args.trim().is_empty() {
-        "{}".to_string()
+    let call = common::tool_call(call, path)?;
+    let (id, name) = (call.id, call.name);
+    let arguments = if call.arguments.trim().is_empty() {
+        "{}"
     } else {
-        match serde_json::from_str::<Value>(args) {
-            Ok(Value::Object(_)) => args.to_string(),
-            Ok(_) => {
-                return Err(invalid(
-                    format!("{path}.function.arguments"),
-                    "tool call arguments must be a JSON object",
-                ))
-            }
-            Err(e) => {
-                return Err(invalid(
-                    format!("{path}.function.arguments"),
-                    format!("tool call arguments are not valid JSON: {e}"),
-                ))
-            }
-        }
+        call.arguments
     };
     Ok(json!({
         "id": id,
@@ -619,31 +553,6 @@ fn response_format(rf: Option<&Value>) -> Result<Option<Value>, ApiError> {
     }
 }
 
-fn max_tokens(req: &Map<String, Value>) -> Result<Option<u64>, ApiError> {
-    for key in ["max_completion_tokens", "max_tokens"] {
-        match req.get(key) {
-            None | Some(Value::Null) => continue,
-            Some(v) => {
-                return match v.as_u64() {
-                    Some(n) if n >= 1 => Ok(Some(n)),
-                    _ => Err(invalid(key, format!("`{key}` must be a positive integer"))),
-                }
-            }
-        }
-    }
-    Ok(None)
-}
-
-fn number(req: &Map<String, Value>, key: &str) -> Result<Option<f64>, ApiError> {
-    match req.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_f64()
-            .map(Some)
-            .ok_or_else(|| invalid(key, format!("`{key}` must be a number"))),
-    }
-}
-
 fn sampling(req: &Map<String, Value>, out: &mut Map<String, Value>) -> Result<(), ApiError> {
     if let Some(t) = number(req, "temperature")? {
         if t < 0.0 {
@@ -680,25 +589,6 @@ fn sampling(req: &Map<String, Value>, out: &mut Map<String, Value>) -> Result<()
     Ok(())
 }
 
-fn stop_sequences(stop: Option<&Value>) -> Result<Option<Vec<Value>>, ApiError> {
-    let list: Vec<Value> = match stop {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(s)) => vec![Value::String(s.clone())],
-        Some(Value::Array(items)) if items.iter().all(Value::is_string) => items.clone(),
-        Some(_) => {
-            return Err(invalid(
-                "stop",
-                "`stop` must be a string or an array of strings",
-            ))
-        }
-    };
-    let list: Vec<Value> = list
-        .into_iter()
-        .filter(|s| s.as_str().is_some_and(|s| !s.is_empty()))
-        .collect();
-    Ok((!list.is_empty()).then_some(list))
-}
-
 fn thinking(effort: Option<&Value>) -> Result<Option<Value>, ApiError> {
     let Some(effort) = effort.filter(|v| !v.is_null()) else {
         return Ok(None);
@@ -720,16 +610,6 @@ fn thinking(effort: Option<&Value>) -> Result<Option<Value>, ApiError> {
 // ---------------------------------------------------------------------------
 // Cohere response → OpenAI response
 // ---------------------------------------------------------------------------
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-fn bad_upstream(message: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorKind::BadGateway, message).with_code("upstream_invalid_response")
-}
 
 /// The OpenAI finish reason, or the error a failed generation is.
 fn finish_reason(reason: Option<&str>, error: Option<&str>) -> Result<&'static str, ApiError> {
@@ -948,13 +828,6 @@ fn kind_for_status(status: u16) -> (ErrorKind, Option<&'static str>) {
     }
 }
 
-fn with_code(e: ApiError, code: Option<&str>) -> ApiError {
-    match code {
-        Some(c) => e.with_code(c),
-        None => e,
-    }
-}
-
 fn translate_error(status: u16, body: &[u8]) -> ApiError {
     let (kind, code) = kind_for_status(status);
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
@@ -983,105 +856,6 @@ fn translate_error(status: u16, body: &[u8]) -> ApiError {
 // Cohere SSE → OpenAI SSE
 // ---------------------------------------------------------------------------
 
-/// The fields of the SSE event being read.
-#[derive(Default)]
-struct PendingEvent {
-    event: String,
-    data: Vec<u8>,
-    has_data: bool,
-}
-
-type Sink<'a> = dyn FnMut(&str, &[u8]) -> Result<(), ApiError> + 'a;
-
-impl PendingEvent {
-    fn line(&mut self, line: &[u8], sink: &mut Sink<'_>) -> Result<(), ApiError> {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            return self.dispatch(sink);
-        }
-        if line.starts_with(b":") {
-            return Ok(());
-        }
-        let (field, value) = match line.iter().position(|b| *b == b':') {
-            Some(i) => {
-                let v = &line[i + 1..];
-                (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
-            }
-            None => (line, &b""[..]),
-        };
-        match field {
-            b"event" => self.event = String::from_utf8_lossy(value).into_owned(),
-            b"data" => {
-                if self.has_data {
-                    self.data.push(b'\n');
-                }
-                self.data.extend_from_slice(value);
-                self.has_data = true;
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    fn dispatch(&mut self, sink: &mut Sink<'_>) -> Result<(), ApiError> {
-        let ev = std::mem::take(self);
-        if ev.has_data {
-            sink(&ev.event, &ev.data)?;
-        }
-        Ok(())
-    }
-}
-
-/// Splits a byte stream into SSE events (`event:` name, joined `data:` lines),
-/// whatever the chunk boundaries.
-#[derive(Default)]
-struct SseParser {
-    buf: Vec<u8>,
-    /// `buf[..scanned]` holds no newline, so a long line fed in small pieces
-    /// is scanned once rather than once per piece.
-    scanned: usize,
-    pending: PendingEvent,
-}
-
-impl SseParser {
-    fn feed(&mut self, chunk: &[u8], sink: &mut Sink<'_>) -> Result<(), ApiError> {
-        self.buf.extend_from_slice(chunk);
-        let mut start = 0;
-        let mut from = self.scanned;
-        let mut result = Ok(());
-        while let Some(nl) = self.buf[from..].iter().position(|b| *b == b'\n') {
-            let end = from + nl;
-            result = self.pending.line(&self.buf[start..end], sink);
-            start = end + 1;
-            from = start;
-            if result.is_err() {
-                break;
-            }
-        }
-        self.buf.drain(..start);
-        // After an error the rest is unscanned; the stream is over anyway.
-        self.scanned = if result.is_ok() { self.buf.len() } else { 0 };
-        result?;
-        if self.buf.len() > MAX_PENDING_BYTES {
-            return Err(bad_upstream(
-                "cohere: the stream sent an over-long line without a newline",
-            ));
-        }
-        Ok(())
-    }
-
-    /// At end of input: an event whose blank line never came is still delivered,
-    /// so a stream cut right after its last `data:` line is judged on its content.
-    fn flush(&mut self, sink: &mut Sink<'_>) -> Result<(), ApiError> {
-        if !self.buf.is_empty() {
-            let rest = std::mem::take(&mut self.buf);
-            self.scanned = 0;
-            self.pending.line(&rest, sink)?;
-        }
-        self.pending.dispatch(sink)
-    }
-}
-
 struct StreamState {
     id: String,
     created: u64,
@@ -1106,7 +880,7 @@ pub struct CohereStream {
 impl CohereStream {
     fn new(ctx: &ChatContext<'_>) -> Self {
         CohereStream {
-            parser: SseParser::default(),
+            parser: SseParser::with_limit(MAX_PENDING_BYTES, "cohere"),
             state: StreamState {
                 id: String::new(),
                 created: now_secs(),
@@ -1146,18 +920,6 @@ impl StreamTranslator for CohereStream {
     }
 }
 
-fn write_frame(out: &mut Vec<u8>, v: &Value) -> Result<(), ApiError> {
-    out.extend_from_slice(b"data: ");
-    serde_json::to_writer(&mut *out, v).map_err(|e| {
-        ApiError::new(
-            ErrorKind::Internal,
-            format!("could not encode a chunk: {e}"),
-        )
-    })?;
-    out.extend_from_slice(b"\n\n");
-    Ok(())
-}
-
 /// `delta.message` of a stream event.
 fn delta_message(v: &Value) -> &Value {
     v.get("delta")
@@ -1177,24 +939,15 @@ fn delta_tool_call(v: &Value) -> &Value {
 
 impl StreamState {
     fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
-        let mut c = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{
-                "index": 0,
-                "delta": delta,
-                "logprobs": null,
-                "finish_reason": finish,
-            }],
-        });
-        if self.include_usage {
-            if let Some(obj) = c.as_object_mut() {
-                obj.insert("usage".into(), Value::Null);
-            }
-        }
-        c
+        chunk_json(
+            &self.id,
+            self.created,
+            &self.model,
+            self.include_usage,
+            0,
+            delta,
+            finish,
+        )
     }
 
     fn emit(&mut self, out: &mut Vec<u8>, delta: Value) -> Result<(), ApiError> {
@@ -1211,10 +964,7 @@ impl StreamState {
         if self.id.is_empty() {
             self.id = format!("chatcmpl-cohere-{}", self.created);
         }
-        write_frame(
-            out,
-            &self.chunk(json!({"role": "assistant", "content": ""}), None),
-        )
+        write_frame(out, &self.chunk(role_delta(), None))
     }
 
     fn on_event(&mut self, event: &str, data: &[u8], out: &mut Vec<u8>) -> Result<(), ApiError> {
@@ -1342,17 +1092,11 @@ impl StreamState {
                 .get("usage")
                 .map(Usage::from_cohere)
                 .unwrap_or_default();
-            let usage_chunk = json!({
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [],
-                "usage": usage.to_openai(),
-            });
+            let usage_chunk =
+                usage_chunk_json(&self.id, self.created, &self.model, usage.to_openai());
             write_frame(out, &usage_chunk)?;
         }
-        out.extend_from_slice(b"data: [DONE]\n\n");
+        out.extend_from_slice(DONE_FRAME);
         self.done = true;
         Ok(())
     }

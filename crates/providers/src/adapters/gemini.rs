@@ -20,6 +20,7 @@ use http::Method;
 use liter_llm_protocol::{ApiError, ErrorKind};
 use serde_json::{json, Map, Value};
 
+use super::common::{chunk_json, now_secs, role_delta, usage_chunk_json, write_frame, DONE_FRAME};
 use super::{ChatAdapter, ChatContext, StreamTranslator, UpstreamRequest};
 
 /// Separates a generated tool call id from the Gemini thought signature it carries.
@@ -830,13 +831,6 @@ fn generation_config(req: &Map<String, Value>) -> Result<Map<String, Value>, Api
 
 // ----------------------------------------------------------------- response
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// A short random hex string for ids; uniqueness, not secrecy, is the point.
 fn random_hex() -> String {
     use std::hash::{BuildHasher, Hasher};
@@ -1132,12 +1126,7 @@ impl GeminiStream {
                 .and_then(Value::as_u64)
                 .unwrap_or(pos as u64);
             if self.started.insert(index) {
-                self.chunk(
-                    index,
-                    json!({ "role": "assistant", "content": "" }),
-                    None,
-                    out,
-                );
+                self.chunk(index, role_delta(), None, out);
             }
             for part in parts(cand) {
                 if let Some((id, name, arguments)) = tool_call_from_part(part) {
@@ -1178,30 +1167,18 @@ impl GeminiStream {
     }
 
     fn chunk(&self, index: u64, delta: Value, finish: Option<&str>, out: &mut Vec<u8>) {
-        let mut chunk = json!({
-            "id": self.id.as_deref().unwrap_or("chatcmpl-gemini"),
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{
-                "index": index,
-                "delta": delta,
-                "logprobs": null,
-                "finish_reason": finish,
-            }],
-        });
-        if self.include_usage {
-            chunk["usage"] = Value::Null;
-        }
-        write_frame(&chunk, out);
+        let chunk = chunk_json(
+            self.id.as_deref().unwrap_or("chatcmpl-gemini"),
+            self.created,
+            &self.model,
+            self.include_usage,
+            index,
+            delta,
+            finish,
+        );
+        // Serialising a `Value` cannot fail.
+        let _ = write_frame(out, &chunk);
     }
-}
-
-fn write_frame(v: &Value, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"data: ");
-    // Serialising a `Value` cannot fail.
-    let _ = serde_json::to_writer(&mut *out, v);
-    out.extend_from_slice(b"\n\n");
 }
 
 impl StreamTranslator for GeminiStream {
@@ -1247,17 +1224,16 @@ impl StreamTranslator for GeminiStream {
             ));
         }
         if self.include_usage {
-            let chunk = json!({
-                "id": self.id.as_deref().unwrap_or("chatcmpl-gemini"),
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [],
-                "usage": usage(self.usage.as_ref().unwrap_or(&Value::Null)),
-            });
-            write_frame(&chunk, out);
+            let chunk = usage_chunk_json(
+                self.id.as_deref().unwrap_or("chatcmpl-gemini"),
+                self.created,
+                &self.model,
+                usage(self.usage.as_ref().unwrap_or(&Value::Null)),
+            );
+            // Serialising a `Value` cannot fail.
+            let _ = write_frame(out, &chunk);
         }
-        out.extend_from_slice(b"data: [DONE]\n\n");
+        out.extend_from_slice(DONE_FRAME);
         self.done = true;
         Ok(())
     }

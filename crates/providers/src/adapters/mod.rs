@@ -13,6 +13,8 @@ pub mod bedrock;
 pub mod cohere;
 pub mod gemini;
 
+mod common;
+
 use crate::registry::Adapter;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
