@@ -2,7 +2,7 @@
 """Generate the built-in price table embedded in the gateway.
 
 Input:
-  * /work/shared/reference/pricing.json (or --reference PATH): the reference
+  * ../shared/reference/pricing.json, beside the checkout (or --reference PATH): the reference
     liter-llm project's `schemas/pricing.json` (MIT licence), itself generated
     from models.dev (MIT licence, the Opencode team). USD per token for
     `provider/model` ids.
@@ -46,7 +46,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_REFERENCE = Path("/work/shared/reference/pricing.json")
+# The shared reference data sits beside the repository checkout.
+DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "pricing.json"
 OUT = ROOT / "crates/gateway/data/prices.txt"
 REGISTRY = ROOT / "crates/providers/data/providers.toml"
 

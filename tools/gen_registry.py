@@ -2,7 +2,7 @@
 """Generate the provider registry data and its documentation.
 
 Inputs:
-  * /work/shared/reference/providers.json (or --reference PATH): the reference
+  * ../shared/reference/providers.json, beside the checkout (or --reference PATH): the reference
     liter-llm project's `schemas/providers.json` (MIT), itself generated from
     LiteLLM data. It is known to contain mistakes.
   * OVERRIDES below: hand-checked corrections, each with the reason in `notes`.
@@ -27,7 +27,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_REFERENCE = Path("/work/shared/reference/providers.json")
+# The shared reference data sits beside the repository checkout.
+DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "providers.json"
 TOML_OUT = ROOT / "crates/providers/data/providers.toml"
 DOC_OUT = ROOT / "docs/providers.md"
 
