@@ -224,3 +224,34 @@ def test_oversized_body_raises_413(master_client):
     exc = info.value
     assert exc.status_code == 413, exc
     assert_openai_error(exc)
+
+
+def test_embeddings_create_float_and_base64(master_client):
+    resp = master_client.embeddings.create(model="gpt-4o", input=["hello", "world"])
+    assert len(resp.data) == 2
+    assert all(isinstance(x, float) for x in resp.data[0].embedding)
+    assert resp.usage.prompt_tokens > 0
+    raw = master_client.embeddings.create(model="gpt-4o", input="hello", encoding_format="base64")
+    # The SDK decodes base64 into floats itself when it asked for base64.
+    assert len(raw.data) == 1
+
+
+def test_legacy_completions_create_and_stream(master_client):
+    resp = master_client.completions.create(model="gpt-4o", prompt="Say hi")
+    assert resp.object == "text_completion"
+    assert isinstance(resp.choices[0].text, str)
+    chunks = list(master_client.completions.create(model="gpt-4o", prompt="Say hi", stream=True))
+    assert chunks, "no chunks streamed"
+    assert "".join(c.choices[0].text for c in chunks if c.choices)
+
+
+def test_empty_embedding_input_raises_bad_request(master_client):
+    import openai
+
+    try:
+        master_client.embeddings.create(model="gpt-4o", input=[])
+    except openai.BadRequestError as e:
+        assert e.status_code == 400
+        assert "input" in e.response.json()["error"]["message"]
+    else:
+        raise AssertionError("empty input was accepted")

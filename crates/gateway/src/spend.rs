@@ -469,6 +469,7 @@ mod tests {
         let log = SpendLog::start(SpendOptions::default(), Vec::new());
         let settlement = crate::pipeline::Settlement::new();
         let req = ChatRequest {
+            endpoint: crate::pipeline::Endpoint::ChatCompletions,
             body: bytes::Bytes::new(),
             model: "gpt-4o".into(),
             model_span: (0, 0),

@@ -30,6 +30,8 @@ pub enum PeekError {
     Malformed(String),
     NotAnObject,
     MissingField(&'static str),
+    /// Present but empty, where the endpoint needs content.
+    Empty(&'static str),
     WrongType {
         field: &'static str,
         expected: &'static str,
@@ -42,6 +44,7 @@ impl std::fmt::Display for PeekError {
             PeekError::Malformed(e) => write!(f, "request body is not valid JSON: {e}"),
             PeekError::NotAnObject => write!(f, "request body must be a JSON object"),
             PeekError::MissingField(field) => write!(f, "missing required parameter: `{field}`"),
+            PeekError::Empty(field) => write!(f, "`{field}` must not be empty"),
             PeekError::WrongType { field, expected } => {
                 write!(f, "invalid type for `{field}`: expected {expected}")
             }
@@ -52,7 +55,9 @@ impl std::fmt::Display for PeekError {
 impl PeekError {
     pub fn param(&self) -> Option<&'static str> {
         match self {
-            PeekError::MissingField(f) | PeekError::WrongType { field: f, .. } => Some(f),
+            PeekError::MissingField(f)
+            | PeekError::Empty(f)
+            | PeekError::WrongType { field: f, .. } => Some(f),
             _ => None,
         }
     }
@@ -74,6 +79,8 @@ struct Raw<'a> {
     messages: Option<&'a RawValue>,
     #[serde(borrow)]
     stream_options: Option<&'a RawValue>,
+    #[serde(borrow)]
+    input: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -87,11 +94,23 @@ struct StreamOptions {
 #[derive(Debug, Clone, Copy)]
 pub struct Requirements {
     pub messages: bool,
+    /// A non-empty `input` (embeddings).
+    pub input: bool,
 }
 
 impl Requirements {
-    pub const CHAT: Requirements = Requirements { messages: true };
-    pub const MODEL_ONLY: Requirements = Requirements { messages: false };
+    pub const CHAT: Requirements = Requirements {
+        messages: true,
+        input: false,
+    };
+    pub const EMBEDDINGS: Requirements = Requirements {
+        messages: false,
+        input: true,
+    };
+    pub const MODEL_ONLY: Requirements = Requirements {
+        messages: false,
+        input: false,
+    };
 }
 
 fn first_byte(raw: &RawValue) -> u8 {
@@ -185,6 +204,19 @@ pub fn peek_request(body: &[u8], req: Requirements) -> Result<RequestPeek<'_>, P
                 return Err(PeekError::WrongType {
                     field: "messages",
                     expected: "an array",
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    if req.input {
+        match raw.input.map(|r| r.get().trim()) {
+            None | Some("null") => return Err(PeekError::MissingField("input")),
+            Some("\"\"") | Some("[]") => return Err(PeekError::Empty("input")),
+            Some(v) if !(v.starts_with('"') || v.starts_with('[')) => {
+                return Err(PeekError::WrongType {
+                    field: "input",
+                    expected: "a string, an array of strings, or an array of token arrays",
                 })
             }
             Some(_) => {}

@@ -23,7 +23,7 @@
 //!
 //! [`CacheDirectives`]: crate::pipeline::CacheDirectives
 
-use crate::pipeline::{ChatRequest, ChatResponse, GatewayBody, Usage};
+use crate::pipeline::{ChatRequest, ChatResponse, Endpoint, GatewayBody, Usage};
 use crate::tap::read_answer;
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -495,7 +495,7 @@ impl<St: CacheStore> Shared<St> {
             CacheScope::Key => Some(&*req.caller.key_id),
             CacheScope::Shared => None,
         };
-        cache_key(CHAT_COMPLETIONS, scope, &req.model, &req.body)
+        cache_key(req.endpoint.name(), scope, &req.model, &req.body)
     }
 }
 
@@ -517,7 +517,9 @@ where
         let inner = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, inner);
         let shared = self.shared.clone();
-        let lookup = !req.cache.no_cache;
+        // A hit on a stream is replayed as chat chunks, which only chat clients expect.
+        let lookup =
+            !req.cache.no_cache && (!req.stream || req.endpoint == Endpoint::ChatCompletions);
         // Streamed answers are not stored: only complete JSON answers are.
         let may_store = !req.cache.no_store && !req.stream;
         let key = if lookup || may_store {
@@ -763,6 +765,7 @@ mod tests {
     fn request(body: &str) -> ChatRequest {
         let v: Value = serde_json::from_str(body).unwrap();
         ChatRequest {
+            endpoint: crate::pipeline::Endpoint::ChatCompletions,
             body: Bytes::copy_from_slice(body.as_bytes()),
             model: v["model"].as_str().unwrap_or("gpt-4o").to_string(),
             model_span: (0, 0),

@@ -1141,6 +1141,7 @@ mod tests {
         max_tokens: Option<u64>,
     ) -> ChatRequest {
         ChatRequest {
+            endpoint: crate::pipeline::Endpoint::ChatCompletions,
             body: Bytes::from_static(b"{}"),
             model: model.to_string(),
             model_span: (0, 0),

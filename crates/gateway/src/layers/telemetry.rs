@@ -692,6 +692,7 @@ mod tests {
 
     fn request(model: &str, stream: bool) -> ChatRequest {
         ChatRequest {
+            endpoint: crate::pipeline::Endpoint::ChatCompletions,
             body: bytes::Bytes::from_static(b"{}"),
             model: model.to_string(),
             model_span: (0, 0),

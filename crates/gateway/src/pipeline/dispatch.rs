@@ -4,7 +4,7 @@
 //! Everything before the response is handed back is safe to retry: nothing has
 //! reached the client. After that, nothing is retried.
 
-use super::{ChatRequest, ChatResponse, GatewayBody, Usage};
+use super::{ChatRequest, ChatResponse, Endpoint, GatewayBody, Usage};
 use crate::balance::{pick, CooldownPolicy, InFlight, Unavailable};
 use crate::router::{Deployment, ResolveError, Router, Target};
 use crate::stream::{RelayMeter, SseLimits, SseRelay};
@@ -573,17 +573,27 @@ fn chat_context<'a>(d: &'a Deployment, req: &'a ChatRequest) -> ChatContext<'a> 
 fn prepare(d: &Deployment, req: &ChatRequest) -> Result<Prepared, ApiError> {
     let Some(adapter) = d.adapter else {
         let body = rewrite_model(&req.body, req.model_span, &req.model, &d.upstream_model);
+        let path = Cow::Borrowed(req.endpoint.path());
         let body = if req.stream && !req.include_usage {
             request_usage(&body)
         } else {
             body
         };
         return Ok(Prepared {
-            path: Cow::Borrowed("/chat/completions"),
+            path,
             headers: Vec::new(),
             body,
         });
     };
+    if req.endpoint != Endpoint::ChatCompletions {
+        return Err(ApiError::invalid_request(format!(
+            "provider `{}` is reached through a native adapter, which translates chat completions only; `{}` is not available for this model",
+            d.provider.name,
+            req.endpoint.name()
+        ))
+        .with_param("model")
+        .with_code("endpoint_not_supported"));
+    }
     let target = UpstreamTarget {
         base_url: &d.base_url,
         options: &d.options,

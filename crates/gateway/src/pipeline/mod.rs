@@ -43,9 +43,40 @@ pub struct CacheDirectives {
     pub no_store: bool,
 }
 
-/// One chat request on its way through the layers.
+/// Which OpenAI endpoint a request is for. Every layer applies to all of them;
+/// only the upstream path and what native adapters can translate differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    ChatCompletions,
+    /// Legacy text completions.
+    Completions,
+    Embeddings,
+}
+
+impl Endpoint {
+    /// Path under an OpenAI-compatible base URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "/chat/completions",
+            Endpoint::Completions => "/completions",
+            Endpoint::Embeddings => "/embeddings",
+        }
+    }
+
+    /// Stable name, used in cache keys and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "chat.completions",
+            Endpoint::Completions => "completions",
+            Endpoint::Embeddings => "embeddings",
+        }
+    }
+}
+
+/// One request on its way through the layers.
 #[derive(Debug, Clone)]
 pub struct ChatRequest {
+    pub endpoint: Endpoint,
     /// The client's exact bytes.
     pub body: Bytes,
     /// The client-facing model name (may be changed by a fallback).

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use liter_llm_gateway::pipeline::{CacheDirectives, ChatRequest, Settlement};
+use liter_llm_gateway::pipeline::{CacheDirectives, ChatRequest, Endpoint, Settlement};
 use liter_llm_protocol::peek::Requirements;
 use liter_llm_protocol::{peek_request, ApiError, ErrorKind, PeekError};
 use std::sync::Arc;
@@ -55,13 +55,58 @@ pub async fn chat_completions(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    forward(
+        &state,
+        &principal,
+        &headers,
+        body,
+        Endpoint::ChatCompletions,
+    )
+    .await
+}
+
+pub async fn completions(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    forward(&state, &principal, &headers, body, Endpoint::Completions).await
+}
+
+pub async fn embeddings(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    forward(&state, &principal, &headers, body, Endpoint::Embeddings).await
+}
+
+/// Every pipeline endpoint: read, peek, authorise, call the layers, and meter.
+async fn forward(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    body: Body,
+    endpoint: Endpoint,
+) -> Response {
     let started = Instant::now();
     let settlement = Settlement::new();
-    let mut resp =
-        match forward_chat(&state, &principal, &headers, body, started, &settlement).await {
-            Ok(resp) => resp,
-            Err(e) => error_response(&e),
-        };
+    let mut resp = match forward_chat(
+        state,
+        principal,
+        headers,
+        body,
+        started,
+        &settlement,
+        endpoint,
+    )
+    .await
+    {
+        Ok(resp) => resp,
+        Err(e) => error_response(&e),
+    };
     state.metrics.chat_status.record(resp.status().as_u16());
     let wait = settlement.upstream_wait();
     if !wait.is_zero() {
@@ -85,6 +130,7 @@ async fn forward_chat(
     body: Body,
     started: Instant,
     settlement: &Settlement,
+    endpoint: Endpoint,
 ) -> Result<Response, ApiError> {
     let deadline = started + state.request_timeout;
     let bytes = match tokio::time::timeout_at(deadline, read_body(headers, body, state.body_limit)).await {
@@ -97,9 +143,18 @@ async fn forward_chat(
             .with_code("request_timeout"))
         }
     };
-    let peek = peek_request(&bytes, Requirements::CHAT).map_err(peek_error)?;
+    let requirements = match endpoint {
+        Endpoint::ChatCompletions => Requirements::CHAT,
+        Endpoint::Embeddings => Requirements::EMBEDDINGS,
+        Endpoint::Completions => Requirements::MODEL_ONLY,
+    };
+    let peek = peek_request(&bytes, requirements).map_err(peek_error)?;
+    if endpoint == Endpoint::Embeddings && peek.stream {
+        return Err(ApiError::invalid_request("embeddings cannot be streamed").with_param("stream"));
+    }
     principal.check_model(&peek.model)?;
     let req = ChatRequest {
+        endpoint,
         model: peek.model.to_string(),
         model_span: peek.model_span,
         stream: peek.stream,
