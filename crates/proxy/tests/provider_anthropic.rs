@@ -11,20 +11,13 @@ use serde_json::{json, Value};
 const ANTHROPIC_KEY: &str = "sk-ant-test";
 
 fn config(fake: &FakeAnthropic, api_key: &str) -> String {
-    format!(
-        r#"
-[general]
-master_key = "{MASTER}"
-max_retries = 0
-
-[[models]]
-name = "claude"
-provider_model = "anthropic/claude-sonnet-4-5"
-base_url = "{base}"
-api_key = "{api_key}"
-"#,
-        base = fake.base_url()
-    )
+    fake_proxy_config(&[fake_model(
+        "claude",
+        "anthropic/claude-sonnet-4-5",
+        &fake.base_url(),
+        api_key,
+        "",
+    )])
 }
 
 async fn setup() -> (FakeAnthropic, TestProxy) {
@@ -46,75 +39,6 @@ fn weather_tools() -> Value {
             "required": ["location"],
         },
     }}])
-}
-
-async fn json_ok(resp: reqwest::Response) -> Value {
-    let status = resp.status();
-    let text = resp.text().await.unwrap();
-    assert_eq!(status, 200, "body: {text}");
-    serde_json::from_str(&text).unwrap()
-}
-
-/// The `data:` payloads of an SSE body, `[DONE]` included as a string.
-fn sse_frames(text: &str) -> Vec<Value> {
-    text.split("\n\n")
-        .filter(|f| !f.trim().is_empty())
-        .map(|f| {
-            let payload = f
-                .trim()
-                .strip_prefix("data: ")
-                .unwrap_or_else(|| panic!("not a data frame: {f:?}"));
-            if payload == "[DONE]" {
-                Value::String("[DONE]".into())
-            } else {
-                serde_json::from_str(payload).unwrap()
-            }
-        })
-        .collect()
-}
-
-async fn stream_text(resp: reqwest::Response) -> String {
-    let status = resp.status();
-    assert_eq!(status, 200);
-    assert!(resp.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/event-stream"));
-    resp.text().await.unwrap()
-}
-
-fn content_of(frames: &[Value]) -> String {
-    frames
-        .iter()
-        .filter_map(|f| f["choices"][0]["delta"]["content"].as_str())
-        .collect()
-}
-
-/// (id, name, arguments) per tool-call index, as an OpenAI SDK reassembles them.
-fn tool_calls_of(frames: &[Value]) -> Vec<(String, String, String)> {
-    let mut calls: Vec<(String, String, String)> = Vec::new();
-    for f in frames {
-        for tc in f["choices"][0]["delta"]["tool_calls"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            let i = tc["index"].as_u64().unwrap() as usize;
-            while calls.len() <= i {
-                calls.push(Default::default());
-            }
-            if let Some(id) = tc["id"].as_str() {
-                calls[i].0 = id.to_string();
-            }
-            if let Some(name) = tc["function"]["name"].as_str() {
-                calls[i].1 = name.to_string();
-            }
-            calls[i]
-                .2
-                .push_str(tc["function"]["arguments"].as_str().unwrap_or(""));
-        }
-    }
-    calls
 }
 
 #[tokio::test(flavor = "multi_thread")]

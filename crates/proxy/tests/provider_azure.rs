@@ -7,58 +7,44 @@ mod common;
 
 use common::*;
 use fake_providers::azure::{self, AzureFault, FakeAzure, RecordedRequest};
-use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 const AZURE_KEY: &str = "az-test-key";
 
 fn config(fake: &FakeAzure) -> String {
-    format!(
-        r#"
-[general]
-master_key = "{MASTER}"
-max_retries = 0
-
-[[models]]
-name = "az"
-provider_model = "azure/gpt-4o-prod"
-base_url = "{base}"
-api_key = "{AZURE_KEY}"
-
-[[models]]
-name = "az-2024-06"
-provider_model = "azure/gpt-4o-prod"
-base_url = "{base}/openai"
-api_key = "{AZURE_KEY}"
-api_version = "2024-06-01"
-
-[[models]]
-name = "az-v1"
-provider_model = "azure/gpt-4o-mini"
-base_url = "{base}/openai/v1"
-api_key = "{AZURE_KEY}"
-
-[[models]]
-name = "az-missing"
-provider_model = "azure/no-such-deployment"
-base_url = "{base}"
-api_key = "{AZURE_KEY}"
-
-[[models]]
-name = "az-badkey"
-provider_model = "azure/gpt-4o-prod"
-base_url = "{base}"
-api_key = "az-wrong-key"
-
-[[models]]
-name = "foundry"
-provider_model = "azure_ai/Mistral-Large-2411"
-base_url = "{models}"
-api_key = "{AZURE_KEY}"
-"#,
-        base = fake.base_url(),
-        models = fake.models_base_url(),
-    )
+    let base = fake.base_url();
+    fake_proxy_config(&[
+        fake_model("az", "azure/gpt-4o-prod", &base, AZURE_KEY, ""),
+        fake_model(
+            "az-2024-06",
+            "azure/gpt-4o-prod",
+            &format!("{base}/openai"),
+            AZURE_KEY,
+            "api_version = \"2024-06-01\"\n",
+        ),
+        fake_model(
+            "az-v1",
+            "azure/gpt-4o-mini",
+            &format!("{base}/openai/v1"),
+            AZURE_KEY,
+            "",
+        ),
+        fake_model(
+            "az-missing",
+            "azure/no-such-deployment",
+            &base,
+            AZURE_KEY,
+            "",
+        ),
+        fake_model("az-badkey", "azure/gpt-4o-prod", &base, "az-wrong-key", ""),
+        fake_model(
+            "foundry",
+            "azure_ai/Mistral-Large-2411",
+            &fake.models_base_url(),
+            AZURE_KEY,
+            "",
+        ),
+    ])
 }
 
 async fn setup() -> (FakeAzure, TestProxy) {
@@ -79,55 +65,6 @@ async fn post_raw(p: &TestProxy, body: &str) -> reqwest::Response {
         .unwrap()
 }
 
-fn weather_tools() -> Value {
-    json!([{
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Current weather for a city",
-            "parameters": {
-                "type": "object",
-                "properties": {"city": {"type": "string"}},
-                "required": ["city"],
-            },
-        },
-    }])
-}
-
-/// Every `data:` payload of an SSE body, `[DONE]` included.
-fn sse_events(text: &str) -> Vec<String> {
-    text.split("\n\n")
-        .filter_map(|e| e.trim().strip_prefix("data: "))
-        .map(str::to_string)
-        .collect()
-}
-
-async fn read_sse(resp: reqwest::Response) -> String {
-    let mut text = String::new();
-    let mut body = resp.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
-    }
-    text
-}
-
-/// The events of a finished stream, without `[DONE]`, parsed.
-fn finished_chunks(text: &str) -> Vec<Value> {
-    let events = sse_events(text);
-    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{text}");
-    events[..events.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str(e).unwrap())
-        .collect()
-}
-
-fn content_of(chunks: &[Value]) -> String {
-    chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-        .collect()
-}
-
 /// The proxy's credential reached the fake as `api-key`; the client's proxy
 /// key never left the proxy.
 fn assert_upstream_auth(fake: &FakeAzure) {
@@ -140,15 +77,7 @@ fn assert_upstream_auth(fake: &FakeAzure) {
             "api-key: {key:?}"
         );
         assert!(r.headers.get("authorization").is_none(), "{:?}", r.headers);
-        for (name, value) in &r.headers {
-            assert!(
-                !value
-                    .as_bytes()
-                    .windows(MASTER.len())
-                    .any(|w| w == MASTER.as_bytes()),
-                "the client's key leaked upstream in `{name}`"
-            );
-        }
+        assert_master_key_absent(&r.headers);
         assert!(!r.raw.windows(MASTER.len()).any(|w| w == MASTER.as_bytes()));
     }
 }
@@ -217,7 +146,7 @@ async fn stream_passes_prompt_filter_chunk_and_ends_with_done() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let text = read_sse(resp).await;
-    let chunks = finished_chunks(&text);
+    let chunks = done_chunks(&text);
     // Azure's first event: no choices, only the prompt's filter results.
     assert_eq!(chunks[0]["choices"], json!([]), "{text}");
     assert!(chunks[0]["prompt_filter_results"].is_array(), "{text}");
@@ -262,7 +191,7 @@ async fn stream_usage_chunk_reaches_a_client_that_asked() {
     .await;
     assert_eq!(resp.status(), 200);
     let text = read_sse(resp).await;
-    let chunks = finished_chunks(&text);
+    let chunks = done_chunks(&text);
     let last = chunks.last().unwrap();
     assert_eq!(last["choices"], json!([]), "{text}");
     assert_eq!(last["usage"]["prompt_tokens"], 2);
@@ -275,7 +204,7 @@ async fn tool_call_round_trip() {
     let first = json!({
         "model": "az",
         "messages": [{"role": "user", "content": "What is the weather in Oslo?"}],
-        "tools": weather_tools(),
+        "tools": city_weather_tools(),
         "tool_choice": "auto",
     });
     let resp = post_chat(&proxy, MASTER, &first).await;
@@ -286,7 +215,7 @@ async fn tool_call_round_trip() {
     let call = &choice["message"]["tool_calls"][0];
     assert_eq!(call["function"]["name"], "get_weather");
     assert_eq!(call["function"]["arguments"], "{\"city\":\"Oslo\"}");
-    assert_eq!(fake.requests()[0].body["tools"], weather_tools());
+    assert_eq!(fake.requests()[0].body["tools"], city_weather_tools());
 
     let second = json!({
         "model": "az",
@@ -295,7 +224,7 @@ async fn tool_call_round_trip() {
             choice["message"].clone(),
             {"role": "tool", "tool_call_id": call["id"], "content": "{\"temp_c\": 3}"},
         ],
-        "tools": weather_tools(),
+        "tools": city_weather_tools(),
     });
     let resp = post_chat(&proxy, MASTER, &second).await;
     assert_eq!(resp.status(), 200);
@@ -315,14 +244,14 @@ async fn tool_call_stream() {
     let body = json!({
         "model": "az",
         "messages": [{"role": "user", "content": "Weather in Bergen?"}],
-        "tools": weather_tools(),
+        "tools": city_weather_tools(),
         "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
         "stream": true,
     });
     let resp = post_chat(&proxy, MASTER, &body).await;
     assert_eq!(resp.status(), 200);
     let text = read_sse(resp).await;
-    let chunks = finished_chunks(&text);
+    let chunks = done_chunks(&text);
     let calls: Vec<&Value> = chunks
         .iter()
         .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].as_array())
@@ -371,7 +300,7 @@ async fn api_version_override_reaches_the_query_and_limits_stream_options() {
     // refuses there; the proxy must not add it.
     let resp = post_chat(&proxy, MASTER, &chat_body("az-2024-06", true)).await;
     assert_eq!(resp.status(), 200);
-    let chunks = finished_chunks(&read_sse(resp).await);
+    let chunks = done_chunks(&read_sse(resp).await);
     assert_eq!(
         content_of(&chunks),
         "Hello from fake Azure OpenAI. You said: hi"
@@ -442,7 +371,7 @@ async fn filtered_output_keeps_finish_reason_content_filter() {
     let mut stream_body = body.clone();
     stream_body["stream"] = json!(true);
     let resp = post_chat(&proxy, MASTER, &stream_body).await;
-    let chunks = finished_chunks(&read_sse(resp).await);
+    let chunks = done_chunks(&read_sse(resp).await);
     let last = chunks.last().unwrap();
     assert_eq!(last["choices"][0]["finish_reason"], "content_filter");
 }
@@ -550,7 +479,7 @@ async fn foundry_model_inference_gets_version_model_and_pass_through() {
 
     let resp = post_chat(&proxy, MASTER, &chat_body("foundry", true)).await;
     assert_eq!(resp.status(), 200);
-    let chunks = finished_chunks(&read_sse(resp).await);
+    let chunks = done_chunks(&read_sse(resp).await);
     assert_eq!(
         content_of(&chunks),
         "Hello from fake Azure AI Foundry. You said: hi"

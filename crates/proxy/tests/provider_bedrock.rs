@@ -7,7 +7,6 @@ mod common;
 
 use common::*;
 use fake_providers::bedrock::{self, BedrockFault, Credentials, FakeBedrock};
-use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 const KEY_ID: &str = "AKIDEXAMPLE";
@@ -33,17 +32,12 @@ aws_secret_access_key = "{secret}"
 
 fn config(fake: &FakeBedrock) -> String {
     let base = fake.base_url();
-    format!(
-        r#"
-[general]
-master_key = "{MASTER}"
-max_retries = 0
-{}{}{}{}"#,
+    fake_proxy_config(&[
         model("claude-br", CLAUDE, &base, SECRET, ""),
         model("nova-br", "us.amazon.nova-pro-v1:0", &base, SECRET, ""),
         model("br-badsecret", CLAUDE, &base, "not-the-secret", ""),
         model("br-badmodel", "notamodel", &base, SECRET, ""),
-    )
+    ])
 }
 
 async fn setup() -> (FakeBedrock, TestProxy) {
@@ -52,48 +46,6 @@ async fn setup() -> (FakeBedrock, TestProxy) {
         .unwrap();
     let proxy = start_proxy(&config(&fake)).await;
     (fake, proxy)
-}
-
-fn weather_tools() -> Value {
-    json!([{
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Current weather for a city",
-            "parameters": {
-                "type": "object",
-                "properties": {"city": {"type": "string"}},
-                "required": ["city"],
-            },
-        },
-    }])
-}
-
-/// Every `data:` payload of an SSE body, `[DONE]` included.
-fn sse_events(text: &str) -> Vec<String> {
-    text.split("\n\n")
-        .filter_map(|e| e.trim().strip_prefix("data: "))
-        .map(str::to_string)
-        .collect()
-}
-
-async fn read_sse(resp: reqwest::Response) -> String {
-    let mut text = String::new();
-    let mut body = resp.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
-    }
-    text
-}
-
-/// The chunks of a stream that ended with `[DONE]`.
-fn done_chunks(text: &str) -> Vec<Value> {
-    let events = sse_events(text);
-    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{text}");
-    events[..events.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str(e).unwrap())
-        .collect()
 }
 
 /// Every request reached the fake SigV4-signed by the proxy, and the client's
@@ -125,15 +77,7 @@ fn assert_signed(fake: &FakeBedrock, token: bool) {
         );
         assert_eq!(r.headers["content-type"], "application/json");
         assert!(!auth.contains(SECRET));
-        for (name, value) in &r.headers {
-            assert!(
-                !value
-                    .as_bytes()
-                    .windows(MASTER.len())
-                    .any(|w| w == MASTER.as_bytes()),
-                "the client's key leaked upstream in `{name}`"
-            );
-        }
+        assert_master_key_absent(&r.headers);
         assert!(!r.body.to_string().contains(MASTER));
         assert_eq!(date.len(), 16);
     }
@@ -256,7 +200,7 @@ async fn tool_call_round_trip_non_stream() {
     let first = json!({
         "model": "claude-br",
         "messages": [{"role": "user", "content": "Weather in Oslo?"}],
-        "tools": weather_tools(),
+        "tools": city_weather_tools(),
         "tool_choice": "auto",
     });
     let resp = post_chat(&proxy, MASTER, &first).await;
@@ -326,7 +270,7 @@ async fn tool_call_stream() {
     let body = json!({
         "model": "claude-br",
         "messages": [{"role": "user", "content": "Weather in Oslo?"}],
-        "tools": weather_tools(),
+        "tools": city_weather_tools(),
         "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
         "stream": true,
     });
@@ -427,8 +371,7 @@ async fn session_token_is_sent_and_signed() {
             .await
             .unwrap();
     let base = fake.base_url();
-    let cfg = format!(
-        "[general]\nmaster_key = \"{MASTER}\"\nmax_retries = 0\n{}{}",
+    let cfg = fake_proxy_config(&[
         model(
             "with-token",
             CLAUDE,
@@ -437,7 +380,7 @@ async fn session_token_is_sent_and_signed() {
             &format!("aws_session_token = \"{SESSION_TOKEN}\""),
         ),
         model("no-token", CLAUDE, &base, SECRET, ""),
-    );
+    ]);
     let proxy = start_proxy(&cfg).await;
 
     let resp = post_chat(&proxy, MASTER, &chat_body("with-token", true)).await;

@@ -6,38 +6,29 @@ mod common;
 
 use common::*;
 use fake_providers::gemini::{self, FakeGemini, GeminiFault};
-use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 const GEMINI_KEY: &str = "gm-test";
 
 fn config(fake: &FakeGemini) -> String {
-    format!(
-        r#"
-[general]
-master_key = "{MASTER}"
-max_retries = 0
-
-[[models]]
-name = "gem"
-provider_model = "gemini/gemini-2.5-flash"
-base_url = "{base}"
-api_key = "{GEMINI_KEY}"
-
-[[models]]
-name = "gem-missing"
-provider_model = "gemini/not-a-gemini-model"
-base_url = "{base}"
-api_key = "{GEMINI_KEY}"
-
-[[models]]
-name = "gem-badkey"
-provider_model = "gemini/gemini-2.5-flash"
-base_url = "{base}"
-api_key = "gm-wrong"
-"#,
-        base = fake.base_url()
-    )
+    let base = fake.base_url();
+    fake_proxy_config(&[
+        fake_model("gem", "gemini/gemini-2.5-flash", &base, GEMINI_KEY, ""),
+        fake_model(
+            "gem-missing",
+            "gemini/not-a-gemini-model",
+            &base,
+            GEMINI_KEY,
+            "",
+        ),
+        fake_model(
+            "gem-badkey",
+            "gemini/gemini-2.5-flash",
+            &base,
+            "gm-wrong",
+            "",
+        ),
+    ])
 }
 
 async fn setup() -> (FakeGemini, TestProxy) {
@@ -62,23 +53,6 @@ fn weather_tools() -> Value {
     }])
 }
 
-/// Every `data:` payload of an SSE body, `[DONE]` included.
-fn sse_events(text: &str) -> Vec<String> {
-    text.split("\n\n")
-        .filter_map(|e| e.trim().strip_prefix("data: "))
-        .map(str::to_string)
-        .collect()
-}
-
-async fn read_sse(resp: reqwest::Response) -> String {
-    let mut text = String::new();
-    let mut body = resp.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
-    }
-    text
-}
-
 /// The proxy's credential reached the fake as `x-goog-api-key`; the client's
 /// proxy key never left the proxy.
 fn assert_upstream_auth(fake: &FakeGemini) {
@@ -91,15 +65,7 @@ fn assert_upstream_auth(fake: &FakeGemini) {
             "x-goog-api-key: {goog:?}"
         );
         assert!(r.headers.get("authorization").is_none(), "{:?}", r.headers);
-        for (name, value) in &r.headers {
-            assert!(
-                !value
-                    .as_bytes()
-                    .windows(MASTER.len())
-                    .any(|w| w == MASTER.as_bytes()),
-                "the client's key leaked upstream in `{name}`"
-            );
-        }
+        assert_master_key_absent(&r.headers);
         assert!(!r.query.as_deref().unwrap_or("").contains("key="));
         assert!(!r.body.to_string().contains(MASTER));
     }

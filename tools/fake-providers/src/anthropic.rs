@@ -14,6 +14,7 @@
 //! sequence, with tool input sent in `input_json_delta` pieces and usage
 //! carrying the cache fields.
 
+use crate::common::{bind_local, FaultQueue, Recorder, Server};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -22,13 +23,12 @@ use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::convert::Infallible;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 /// One request as the fake received it.
 #[derive(Clone, Debug)]
@@ -117,21 +117,15 @@ pub fn status_for_error_type(error_type: &str) -> u16 {
 
 struct Shared {
     api_key: String,
-    requests: Mutex<Vec<RecordedRequest>>,
-    faults: Mutex<VecDeque<Fault>>,
+    requests: Recorder<RecordedRequest>,
+    faults: FaultQueue<Fault>,
     counter: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A test that panicked while holding the lock must not hide later requests.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A running fake. Dropping it stops the server.
 pub struct FakeAnthropic {
-    addr: SocketAddr,
     shared: Arc<Shared>,
-    task: JoinHandle<()>,
+    server: Server,
 }
 
 /// Binds `127.0.0.1:0` and serves on the current tokio runtime; requests must
@@ -142,7 +136,7 @@ pub async fn start(api_key: &str) -> std::io::Result<FakeAnthropic> {
 
 impl FakeAnthropic {
     pub async fn start(api_key: &str) -> std::io::Result<FakeAnthropic> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let listener = bind_local().await?;
         Self::start_on(listener, api_key).await
     }
 
@@ -151,11 +145,10 @@ impl FakeAnthropic {
     /// `GET /__requests` with what it recorded, as a JSON array of
     /// `{method, path, query, headers, body}`, for tests in another process.
     pub async fn start_on(listener: TcpListener, api_key: &str) -> std::io::Result<FakeAnthropic> {
-        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             api_key: api_key.to_string(),
-            requests: Mutex::new(Vec::new()),
-            faults: Mutex::new(VecDeque::new()),
+            requests: Recorder::new(),
+            faults: FaultQueue::new(),
             counter: AtomicU64::new(0),
         });
         let app = Router::new()
@@ -163,24 +156,22 @@ impl FakeAnthropic {
             .route("/__requests", get(recorded))
             .fallback(not_found)
             .with_state(Arc::clone(&shared));
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(FakeAnthropic { addr, shared, task })
+        let server = Server::spawn(listener, app)?;
+        Ok(FakeAnthropic { shared, server })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// `http://127.0.0.1:PORT/v1`, the shape of Anthropic's base URL.
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        format!("http://{}/v1", self.addr())
     }
 
     /// Every request received, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.shared.requests).clone()
+        self.shared.requests.all()
     }
 
     /// The next request gets this status and raw body.
@@ -205,13 +196,7 @@ impl FakeAnthropic {
 
     /// Queue a fault; each request consumes one.
     pub fn push_fault(&self, fault: Fault) {
-        lock(&self.shared.faults).push_back(fault);
-    }
-}
-
-impl Drop for FakeAnthropic {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.shared.faults.push(fault);
     }
 }
 
@@ -250,40 +235,14 @@ impl RecordedRequest {
     /// `{method, path, query, headers, body}`; repeated headers are joined
     /// with `, `. `query` is always null: the Messages API takes none.
     pub fn to_json(&self) -> Value {
-        let mut headers = Map::new();
-        for (name, value) in &self.headers {
-            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-            match headers.get_mut(name.as_str()) {
-                Some(Value::String(seen)) => {
-                    seen.push_str(", ");
-                    seen.push_str(&value);
-                }
-                _ => {
-                    headers.insert(name.as_str().to_string(), Value::String(value));
-                }
-            }
-        }
-        json!({
-            "method": self.method,
-            "path": self.path,
-            "query": Value::Null,
-            "headers": headers,
-            "body": self.body,
-        })
+        crate::common::request_json(&self.method, &self.path, None, &self.headers, &self.body)
     }
 }
 
 /// `GET /__requests`: everything recorded so far, oldest first.
 async fn recorded(State(shared): State<Arc<Shared>>) -> Response {
-    let all: Vec<Value> = lock(&shared.requests)
-        .iter()
-        .map(RecordedRequest::to_json)
-        .collect();
-    respond(
-        200,
-        "application/json",
-        Body::from(Value::Array(all).to_string()),
-    )
+    let all = shared.requests.to_json(RecordedRequest::to_json);
+    respond(200, "application/json", Body::from(all.to_string()))
 }
 
 async fn not_found() -> Response {
@@ -292,7 +251,7 @@ async fn not_found() -> Response {
 
 async fn messages(State(shared): State<Arc<Shared>>, headers: HeaderMap, raw: Bytes) -> Response {
     let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-    lock(&shared.requests).push(RecordedRequest {
+    shared.requests.push(RecordedRequest {
         method: "POST".to_string(),
         path: "/v1/messages".to_string(),
         headers: headers.clone(),
@@ -318,7 +277,7 @@ async fn messages(State(shared): State<Arc<Shared>>, headers: HeaderMap, raw: By
         return invalid("content-type: must be application/json");
     }
 
-    let fault = lock(&shared.faults).pop_front();
+    let fault = shared.faults.pop();
     if let Some(Fault::Error {
         status,
         body,

@@ -38,12 +38,12 @@
 //! `GET /__requests` returns what the fake received, as a JSON array of
 //! `{method, path, query, headers, body}`.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
+use crate::common::{bind_local, query_param, FaultQueue, Recorder, Server};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -52,7 +52,6 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 /// Deployments of the fake Azure OpenAI resource: name → model it serves.
 pub const DEPLOYMENTS: &[(&str, &str)] = &[
@@ -109,36 +108,29 @@ enum Api {
 
 struct Shared {
     api_key: String,
-    requests: Mutex<Vec<RecordedRequest>>,
-    faults: Mutex<VecDeque<AzureFault>>,
+    requests: Recorder<RecordedRequest>,
+    faults: FaultQueue<AzureFault>,
     responses: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A test that panicked while holding the lock leaves plain data behind.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A running fake. Dropping it stops the listener.
 pub struct FakeAzure {
-    addr: SocketAddr,
     shared: Arc<Shared>,
-    task: JoinHandle<()>,
+    server: Server,
 }
 
 /// Starts a fake on `127.0.0.1:<free port>` that accepts `api_key`.
 pub async fn start(api_key: &str) -> std::io::Result<FakeAzure> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let listener = bind_local().await?;
     start_on(listener, api_key).await
 }
 
 /// Serves on a listener the caller bound.
 pub async fn start_on(listener: TcpListener, api_key: &str) -> std::io::Result<FakeAzure> {
-    let addr = listener.local_addr()?;
     let shared = Arc::new(Shared {
         api_key: api_key.to_string(),
-        requests: Mutex::new(Vec::new()),
-        faults: Mutex::new(VecDeque::new()),
+        requests: Recorder::new(),
+        faults: FaultQueue::new(),
         responses: AtomicU64::new(0),
     });
     let app = Router::new()
@@ -151,46 +143,38 @@ pub async fn start_on(listener: TcpListener, api_key: &str) -> std::io::Result<F
         .route("/__requests", get(recorded))
         .fallback(not_found)
         .with_state(shared.clone());
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok(FakeAzure { addr, shared, task })
+    let server = Server::spawn(listener, app)?;
+    Ok(FakeAzure { shared, server })
 }
 
 impl FakeAzure {
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// The resource endpoint (`https://<resource>.openai.azure.com`).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.addr())
     }
 
     /// Azure OpenAI's v1 API root (`…/openai/v1`).
     pub fn v1_base_url(&self) -> String {
-        format!("http://{}/openai/v1", self.addr)
+        format!("http://{}/openai/v1", self.addr())
     }
 
     /// Foundry's model inference endpoint (`https://<resource>.services.ai.azure.com/models`).
     pub fn models_base_url(&self) -> String {
-        format!("http://{}/models", self.addr)
+        format!("http://{}/models", self.addr())
     }
 
     /// Every request received so far, oldest first.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.shared.requests).clone()
+        self.shared.requests.all()
     }
 
     /// Answer the next chat request with `fault`; several calls queue up.
     pub fn fail_next(&self, fault: AzureFault) {
-        lock(&self.shared.faults).push_back(fault);
-    }
-}
-
-impl Drop for FakeAzure {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.shared.faults.push(fault);
     }
 }
 
@@ -285,7 +269,7 @@ fn fault_response(fault: AzureFault) -> Option<Response> {
 // ---------------------------------------------------------------- handlers
 
 fn record(s: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) {
-    lock(&s.requests).push(RecordedRequest {
+    s.requests.push(RecordedRequest {
         method: method.to_string(),
         path: uri.path().to_string(),
         query: uri.query().map(str::to_string),
@@ -299,26 +283,13 @@ impl RecordedRequest {
     /// `{method, path, query, headers, body}`; repeated headers are joined
     /// with `, `.
     pub fn to_json(&self) -> Value {
-        let mut headers = Map::new();
-        for (name, value) in &self.headers {
-            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-            match headers.get_mut(name.as_str()) {
-                Some(Value::String(seen)) => {
-                    seen.push_str(", ");
-                    seen.push_str(&value);
-                }
-                _ => {
-                    headers.insert(name.as_str().to_string(), Value::String(value));
-                }
-            }
-        }
-        json!({
-            "method": self.method,
-            "path": self.path,
-            "query": self.query,
-            "headers": headers,
-            "body": self.body,
-        })
+        crate::common::request_json(
+            &self.method,
+            &self.path,
+            self.query.as_deref(),
+            &self.headers,
+            &self.body,
+        )
     }
 
     /// A query parameter's raw value.
@@ -329,11 +300,8 @@ impl RecordedRequest {
 
 /// `GET /__requests`: everything recorded so far, oldest first.
 async fn recorded(State(s): State<Arc<Shared>>) -> Response {
-    let all: Vec<Value> = lock(&s.requests)
-        .iter()
-        .map(RecordedRequest::to_json)
-        .collect();
-    json_response(StatusCode::OK, &Value::Array(all))
+    let all = s.requests.to_json(RecordedRequest::to_json);
+    json_response(StatusCode::OK, &all)
 }
 
 async fn not_found(
@@ -345,14 +313,6 @@ async fn not_found(
 ) -> Response {
     record(&s, &method, &uri, &headers, &body);
     resource_not_found()
-}
-
-fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
-    query?
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -986,7 +946,7 @@ fn chat(
     stream_options_ok: bool,
     filters: bool,
 ) -> Response {
-    let fault = lock(&s.faults).pop_front();
+    let fault = s.faults.pop();
     let req = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => m,
         _ => {

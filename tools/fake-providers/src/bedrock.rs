@@ -24,6 +24,7 @@
 
 mod crypto;
 
+use crate::common::{bind_local, FaultQueue, Recorder, Server};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -31,14 +32,13 @@ use axum::response::Response;
 use axum::Router;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::convert::Infallible;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 pub use crypto::crc32;
 
@@ -101,27 +101,17 @@ impl RecordedRequest {
     /// `{method, path, query, headers, body, signature_valid}`; repeated
     /// headers are joined with `, `.
     pub fn to_json(&self) -> Value {
-        let mut headers = Map::new();
-        for (name, value) in &self.headers {
-            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-            match headers.get_mut(name.as_str()) {
-                Some(Value::String(seen)) => {
-                    seen.push_str(", ");
-                    seen.push_str(&value);
-                }
-                _ => {
-                    headers.insert(name.as_str().to_string(), Value::String(value));
-                }
-            }
+        let mut json = crate::common::request_json(
+            &self.method,
+            &self.path,
+            self.query.as_deref(),
+            &self.headers,
+            &self.body,
+        );
+        if let Some(o) = json.as_object_mut() {
+            o.insert("signature_valid".into(), Value::Bool(self.signature_valid));
         }
-        json!({
-            "method": self.method,
-            "path": self.path,
-            "query": self.query,
-            "headers": headers,
-            "body": self.body,
-            "signature_valid": self.signature_valid,
-        })
+        json
     }
 
     /// The model id from the path, percent-decoded.
@@ -206,25 +196,20 @@ pub fn status_for_exception(exception_type: &str) -> u16 {
 
 struct Shared {
     creds: Credentials,
-    requests: Mutex<Vec<RecordedRequest>>,
-    faults: Mutex<VecDeque<BedrockFault>>,
+    requests: Recorder<RecordedRequest>,
+    faults: FaultQueue<BedrockFault>,
     counter: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A running fake. Dropping it stops the server.
 pub struct FakeBedrock {
-    addr: SocketAddr,
     shared: Arc<Shared>,
-    task: JoinHandle<()>,
+    server: Server,
 }
 
 /// Binds `127.0.0.1:0` and serves on the current tokio runtime.
 pub async fn start(creds: Credentials) -> std::io::Result<FakeBedrock> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let listener = bind_local().await?;
     FakeBedrock::start_on(listener, creds).await
 }
 
@@ -233,45 +218,36 @@ impl FakeBedrock {
         listener: TcpListener,
         creds: Credentials,
     ) -> std::io::Result<FakeBedrock> {
-        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             creds,
-            requests: Mutex::new(Vec::new()),
-            faults: Mutex::new(VecDeque::new()),
+            requests: Recorder::new(),
+            faults: FaultQueue::new(),
             counter: AtomicU64::new(0),
         });
         let app = Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&shared));
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(FakeBedrock { addr, shared, task })
+        let server = Server::spawn(listener, app)?;
+        Ok(FakeBedrock { shared, server })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// `http://127.0.0.1:PORT`: Bedrock's runtime endpoint has no path prefix.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.addr())
     }
 
     /// Every API request received, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.shared.requests).clone()
+        self.shared.requests.all()
     }
 
     /// Queue a fault; each API request with a valid signature consumes one.
     pub fn push_fault(&self, fault: BedrockFault) {
-        lock(&self.shared.faults).push_back(fault);
-    }
-}
-
-impl Drop for FakeBedrock {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.shared.faults.push(fault);
     }
 }
 
@@ -350,21 +326,14 @@ async fn handle(
 ) -> Response {
     let path = uri.path().to_string();
     if method == Method::GET && path == "/__requests" {
-        let all: Vec<Value> = lock(&shared.requests)
-            .iter()
-            .map(RecordedRequest::to_json)
-            .collect();
-        return respond(
-            200,
-            "application/json",
-            Body::from(Value::Array(all).to_string()),
-        );
+        let all = shared.requests.to_json(RecordedRequest::to_json);
+        return respond(200, "application/json", Body::from(all.to_string()));
     }
     let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
     if method == Method::POST && path == "/__fault" {
         return match BedrockFault::from_json(&body) {
             Some(fault) => {
-                lock(&shared.faults).push_back(fault);
+                shared.faults.push(fault);
                 respond(204, "application/json", Body::empty())
             }
             None => validation("unknown fault; see BedrockFault::from_json"),
@@ -378,7 +347,7 @@ async fn handle(
         &headers,
         &raw,
     );
-    lock(&shared.requests).push(RecordedRequest {
+    shared.requests.push(RecordedRequest {
         method: method.to_string(),
         path: path.clone(),
         query: uri.query().map(str::to_string),
@@ -394,7 +363,7 @@ async fn handle(
         return aws_error(404, "UnknownOperationException", "Unknown operation");
     };
 
-    let fault = lock(&shared.faults).pop_front();
+    let fault = shared.faults.pop();
     match &fault {
         Some(BedrockFault::Error {
             status,

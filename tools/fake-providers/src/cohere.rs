@@ -18,6 +18,7 @@
 //! sequence (`message-start`, `content-*`, `tool-plan-delta`, `tool-call-*`,
 //! `message-end`), each as `event: <type>` plus `data: <json>`.
 
+use crate::common::{bind_local, FaultQueue, Recorder, Server};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
@@ -26,13 +27,12 @@ use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::convert::Infallible;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 /// Extra prompt tokens Cohere's template adds: `tokens.input_tokens` exceeds
 /// `billed_units.input_tokens` by this much, as in the reference's examples.
@@ -91,27 +91,21 @@ pub fn documented_error(status: u16) -> &'static str {
 
 struct Shared {
     api_key: String,
-    requests: Mutex<Vec<RecordedRequest>>,
-    faults: Mutex<VecDeque<Fault>>,
+    requests: Recorder<RecordedRequest>,
+    faults: FaultQueue<Fault>,
     counter: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A test that panicked while holding the lock must not hide later requests.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A running fake. Dropping it stops the server.
 pub struct FakeCohere {
-    addr: SocketAddr,
     shared: Arc<Shared>,
-    task: JoinHandle<()>,
+    server: Server,
 }
 
 /// Binds `127.0.0.1:0` and serves on the current tokio runtime; requests must
 /// carry `Authorization: Bearer <api_key>`.
 pub async fn start(api_key: &str) -> std::io::Result<FakeCohere> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let listener = bind_local().await?;
     start_on(listener, api_key).await
 }
 
@@ -120,11 +114,10 @@ pub async fn start(api_key: &str) -> std::io::Result<FakeCohere> {
 /// `GET /__requests` with what it recorded, as a JSON array of
 /// `{method, path, query, headers, body}`, for tests in another process.
 pub async fn start_on(listener: TcpListener, api_key: &str) -> std::io::Result<FakeCohere> {
-    let addr = listener.local_addr()?;
     let shared = Arc::new(Shared {
         api_key: api_key.to_string(),
-        requests: Mutex::new(Vec::new()),
-        faults: Mutex::new(VecDeque::new()),
+        requests: Recorder::new(),
+        faults: FaultQueue::new(),
         counter: AtomicU64::new(0),
     });
     let app = Router::new()
@@ -132,25 +125,23 @@ pub async fn start_on(listener: TcpListener, api_key: &str) -> std::io::Result<F
         .route("/__requests", get(recorded))
         .fallback(not_found)
         .with_state(Arc::clone(&shared));
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok(FakeCohere { addr, shared, task })
+    let server = Server::spawn(listener, app)?;
+    Ok(FakeCohere { shared, server })
 }
 
 impl FakeCohere {
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// `http://127.0.0.1:PORT/v2`, the shape of Cohere's v2 base URL.
     pub fn base_url(&self) -> String {
-        format!("http://{}/v2", self.addr)
+        format!("http://{}/v2", self.addr())
     }
 
     /// Every request received, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.shared.requests).clone()
+        self.shared.requests.all()
     }
 
     /// The next request gets this status and raw body.
@@ -174,13 +165,7 @@ impl FakeCohere {
 
     /// Queue a fault; each request consumes one.
     pub fn push_fault(&self, fault: Fault) {
-        lock(&self.shared.faults).push_back(fault);
-    }
-}
-
-impl Drop for FakeCohere {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.shared.faults.push(fault);
     }
 }
 
@@ -214,40 +199,20 @@ fn invalid(message: impl AsRef<str>) -> Response {
 impl RecordedRequest {
     /// `{method, path, query, headers, body}`; repeated headers are joined with `, `.
     pub fn to_json(&self) -> Value {
-        let mut headers = Map::new();
-        for (name, value) in &self.headers {
-            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-            match headers.get_mut(name.as_str()) {
-                Some(Value::String(seen)) => {
-                    seen.push_str(", ");
-                    seen.push_str(&value);
-                }
-                _ => {
-                    headers.insert(name.as_str().to_string(), Value::String(value));
-                }
-            }
-        }
-        json!({
-            "method": self.method,
-            "path": self.path,
-            "query": self.query,
-            "headers": headers,
-            "body": self.body,
-        })
+        crate::common::request_json(
+            &self.method,
+            &self.path,
+            self.query.as_deref(),
+            &self.headers,
+            &self.body,
+        )
     }
 }
 
 /// `GET /__requests`: everything recorded so far, oldest first.
 async fn recorded(State(shared): State<Arc<Shared>>) -> Response {
-    let all: Vec<Value> = lock(&shared.requests)
-        .iter()
-        .map(RecordedRequest::to_json)
-        .collect();
-    respond(
-        200,
-        "application/json",
-        Body::from(Value::Array(all).to_string()),
-    )
+    let all = shared.requests.to_json(RecordedRequest::to_json);
+    respond(200, "application/json", Body::from(all.to_string()))
 }
 
 async fn not_found() -> Response {
@@ -274,7 +239,7 @@ async fn chat(
     raw: Bytes,
 ) -> Response {
     let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-    lock(&shared.requests).push(RecordedRequest {
+    shared.requests.push(RecordedRequest {
         method: "POST".to_string(),
         path: uri.path().to_string(),
         query: uri.query().map(str::to_string),
@@ -296,7 +261,7 @@ async fn chat(
         return invalid("content-type must be application/json");
     }
 
-    let fault = lock(&shared.faults).pop_front();
+    let fault = shared.faults.pop();
     if let Some(Fault::Error {
         status,
         body,

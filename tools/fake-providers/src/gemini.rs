@@ -25,12 +25,12 @@
 //! when the request declares functions (mode not NONE) and the last turn is user
 //! text, otherwise text that quotes the last user text.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
+use crate::common::{bind_local, query_param, FaultQueue, Recorder, Server};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -39,7 +39,6 @@ use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 /// One request as the fake received it.
 #[derive(Clone, Debug)]
@@ -84,26 +83,20 @@ pub enum GeminiFault {
 
 struct Shared {
     api_key: String,
-    requests: Mutex<Vec<RecordedRequest>>,
-    faults: Mutex<VecDeque<GeminiFault>>,
+    requests: Recorder<RecordedRequest>,
+    faults: FaultQueue<GeminiFault>,
     responses: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A test that panicked while holding the lock leaves plain data behind.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A running fake. Dropping it stops the listener.
 pub struct FakeGemini {
-    addr: SocketAddr,
     shared: Arc<Shared>,
-    task: JoinHandle<()>,
+    server: Server,
 }
 
 /// Starts a fake on `127.0.0.1:<free port>` that accepts `api_key`.
 pub async fn start(api_key: &str) -> std::io::Result<FakeGemini> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let listener = bind_local().await?;
     start_on(listener, api_key).await
 }
 
@@ -112,11 +105,10 @@ pub async fn start(api_key: &str) -> std::io::Result<FakeGemini> {
 /// `GET /__requests` with what it recorded, as a JSON array of
 /// `{method, path, query, headers, body}`, for tests in another process.
 pub async fn start_on(listener: TcpListener, api_key: &str) -> std::io::Result<FakeGemini> {
-    let addr = listener.local_addr()?;
     let shared = Arc::new(Shared {
         api_key: api_key.to_string(),
-        requests: Mutex::new(Vec::new()),
-        faults: Mutex::new(VecDeque::new()),
+        requests: Recorder::new(),
+        faults: FaultQueue::new(),
         responses: AtomicU64::new(0),
     });
     let app = Router::new()
@@ -124,36 +116,28 @@ pub async fn start_on(listener: TcpListener, api_key: &str) -> std::io::Result<F
         .route("/__requests", axum::routing::get(recorded))
         .fallback(not_found)
         .with_state(shared.clone());
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok(FakeGemini { addr, shared, task })
+    let server = Server::spawn(listener, app)?;
+    Ok(FakeGemini { shared, server })
 }
 
 impl FakeGemini {
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// The base URL a client appends `/models/...` to.
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1beta", self.addr)
+        format!("http://{}/v1beta", self.addr())
     }
 
     /// Every request received so far, oldest first.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.shared.requests).clone()
+        self.shared.requests.all()
     }
 
     /// Answer the next generate request with `fault`; several calls queue up.
     pub fn fail_next(&self, fault: GeminiFault) {
-        lock(&self.shared.faults).push_back(fault);
-    }
-}
-
-impl Drop for FakeGemini {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.shared.faults.push(fault);
     }
 }
 
@@ -244,7 +228,7 @@ fn key_invalid() -> Response {
 // ---------------------------------------------------------------- handlers
 
 fn record(s: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) {
-    lock(&s.requests).push(RecordedRequest {
+    s.requests.push(RecordedRequest {
         method: method.to_string(),
         path: uri.path().to_string(),
         query: uri.query().map(str::to_string),
@@ -257,36 +241,20 @@ impl RecordedRequest {
     /// `{method, path, query, headers, body}`; repeated headers are joined
     /// with `, `.
     pub fn to_json(&self) -> Value {
-        let mut headers = Map::new();
-        for (name, value) in &self.headers {
-            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-            match headers.get_mut(name.as_str()) {
-                Some(Value::String(seen)) => {
-                    seen.push_str(", ");
-                    seen.push_str(&value);
-                }
-                _ => {
-                    headers.insert(name.as_str().to_string(), Value::String(value));
-                }
-            }
-        }
-        json!({
-            "method": self.method,
-            "path": self.path,
-            "query": self.query,
-            "headers": headers,
-            "body": self.body,
-        })
+        crate::common::request_json(
+            &self.method,
+            &self.path,
+            self.query.as_deref(),
+            &self.headers,
+            &self.body,
+        )
     }
 }
 
 /// `GET /__requests`: everything recorded so far, oldest first.
 async fn recorded(State(s): State<Arc<Shared>>) -> Response {
-    let all: Vec<Value> = lock(&s.requests)
-        .iter()
-        .map(RecordedRequest::to_json)
-        .collect();
-    json_response(StatusCode::OK, &Value::Array(all))
+    let all = s.requests.to_json(RecordedRequest::to_json);
+    json_response(StatusCode::OK, &all)
 }
 
 async fn not_found(
@@ -298,14 +266,6 @@ async fn not_found(
 ) -> Response {
     record(&s, &method, &uri, &headers, &body);
     error(404, "Requested entity was not found.")
-}
-
-fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
-    query?
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
 }
 
 fn check_key(s: &Shared, headers: &HeaderMap, query: Option<&str>) -> Option<Response> {
@@ -378,7 +338,7 @@ async fn generate(
         ))
         }
     };
-    let fault = lock(&s.faults).pop_front();
+    let fault = s.faults.pop();
     if let Some(resp) = fault.and_then(fault_response) {
         return resp;
     }

@@ -8,4 +8,5 @@ pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
 pub mod cohere;
+mod common;
 pub mod gemini;

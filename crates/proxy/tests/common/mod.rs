@@ -151,3 +151,157 @@ pub async fn error_message(resp: reqwest::Response, status: u16) -> (String, ser
     );
     (err["message"].as_str().unwrap().to_string(), v)
 }
+
+// ---------------------------------------------------------------------------
+// Provider fakes (tests/provider_*.rs)
+// ---------------------------------------------------------------------------
+
+/// A proxy config with the master key, no retries and these `[[models]]` blocks.
+pub fn fake_proxy_config(models: &[String]) -> String {
+    format!(
+        "\n[general]\nmaster_key = \"{MASTER}\"\nmax_retries = 0\n{}",
+        models.concat()
+    )
+}
+
+/// One `[[models]]` block with a key; `extra` is appended as raw TOML lines.
+pub fn fake_model(
+    name: &str,
+    provider_model: &str,
+    base_url: &str,
+    api_key: &str,
+    extra: &str,
+) -> String {
+    format!(
+        "\n[[models]]\nname = \"{name}\"\nprovider_model = \"{provider_model}\"\nbase_url = \"{base_url}\"\napi_key = \"{api_key}\"\n{extra}"
+    )
+}
+
+/// A 200 response's body as JSON.
+pub async fn json_ok(resp: reqwest::Response) -> serde_json::Value {
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 200, "body: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A 200 `text/event-stream` response's body.
+pub async fn stream_text(resp: reqwest::Response) -> String {
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    resp.text().await.unwrap()
+}
+
+/// The whole body, read chunk by chunk as it streams.
+pub async fn read_sse(resp: reqwest::Response) -> String {
+    use futures_util::StreamExt;
+    let mut text = String::new();
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+    }
+    text
+}
+
+/// Every `data:` payload of an SSE body, `[DONE]` included.
+pub fn sse_events(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .filter_map(|e| e.trim().strip_prefix("data: "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The `data:` payloads of an SSE body, `[DONE]` included as a string.
+pub fn sse_frames(text: &str) -> Vec<serde_json::Value> {
+    text.split("\n\n")
+        .filter(|f| !f.trim().is_empty())
+        .map(|f| {
+            let payload = f
+                .trim()
+                .strip_prefix("data: ")
+                .unwrap_or_else(|| panic!("not a data frame: {f:?}"));
+            if payload == "[DONE]" {
+                serde_json::Value::String("[DONE]".into())
+            } else {
+                serde_json::from_str(payload).unwrap()
+            }
+        })
+        .collect()
+}
+
+/// The chunks of a stream that ended with `[DONE]`, parsed, without `[DONE]`.
+pub fn done_chunks(text: &str) -> Vec<serde_json::Value> {
+    let events = sse_events(text);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{text}");
+    events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect()
+}
+
+/// The streamed `delta.content`, concatenated.
+pub fn content_of(chunks: &[serde_json::Value]) -> String {
+    chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect()
+}
+
+/// (id, name, arguments) per tool-call index, as an OpenAI SDK reassembles them.
+pub fn tool_calls_of(frames: &[serde_json::Value]) -> Vec<(String, String, String)> {
+    let mut calls: Vec<(String, String, String)> = Vec::new();
+    for f in frames {
+        for tc in f["choices"][0]["delta"]["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let i = tc["index"].as_u64().unwrap() as usize;
+            while calls.len() <= i {
+                calls.push(Default::default());
+            }
+            if let Some(id) = tc["id"].as_str() {
+                calls[i].0 = id.to_string();
+            }
+            if let Some(name) = tc["function"]["name"].as_str() {
+                calls[i].1 = name.to_string();
+            }
+            calls[i]
+                .2
+                .push_str(tc["function"]["arguments"].as_str().unwrap_or(""));
+        }
+    }
+    calls
+}
+
+/// The `get_weather(city)` tool the Azure and Bedrock tests offer.
+pub fn city_weather_tools() -> serde_json::Value {
+    serde_json::json!([{
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather for a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }])
+}
+
+/// No header a fake received carries the client's master key.
+pub fn assert_master_key_absent(headers: &reqwest::header::HeaderMap) {
+    for (name, value) in headers {
+        assert!(
+            !value
+                .as_bytes()
+                .windows(MASTER.len())
+                .any(|w| w == MASTER.as_bytes()),
+            "the client's key leaked upstream in `{name}`"
+        );
+    }
+}
