@@ -430,9 +430,8 @@ impl Config {
             if !seen.insert(k.key.expose()) {
                 return invalid(format!("`keys[{i}].key` duplicates an earlier key"));
             }
-            if self.general.master_key.as_ref() == Some(&k.key) {
-                return invalid(format!("`keys[{i}].key` is the same as the master key"));
-            }
+            // A key equal to the master key is refused by the key store, after the
+            // --master-key / LITER_LLM_MASTER_KEY override has been applied.
         }
         self.reject_unimplemented()
     }

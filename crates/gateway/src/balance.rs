@@ -272,6 +272,22 @@ pub fn pick(
     rr_counter: &AtomicU64,
     cost_of: &dyn Fn(&Deployment) -> f64,
 ) -> Result<(usize, InFlight), Unavailable> {
+    // The common single-deployment group needs no ordering and no allocation.
+    if candidates.len() == 1 {
+        return admit_first(candidates, std::iter::once(0));
+    }
+    let order = strategy_order(strategy, candidates, tried, rr_counter, cost_of);
+    admit_first(candidates, order)
+}
+
+/// Candidates in the order the strategy prefers; already-tried ones last.
+fn strategy_order(
+    strategy: Strategy,
+    candidates: &[Arc<Deployment>],
+    tried: &[usize],
+    rr_counter: &AtomicU64,
+    cost_of: &dyn Fn(&Deployment) -> f64,
+) -> Vec<usize> {
     let untried: Vec<usize> = (0..candidates.len())
         .filter(|i| !tried.contains(i))
         .collect();
@@ -311,6 +327,14 @@ pub fn pick(
         .filter(|i| !order.contains(i))
         .collect();
     order.extend(rest);
+    order
+}
+
+/// The first deployment in `order` that admits the request, or why none did.
+fn admit_first(
+    candidates: &[Arc<Deployment>],
+    order: impl IntoIterator<Item = usize>,
+) -> Result<(usize, InFlight), Unavailable> {
     for i in order {
         let d = &candidates[i];
         if d.state.admit() {

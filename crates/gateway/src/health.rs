@@ -8,6 +8,7 @@ use liter_llm_providers::adapters::{ChatContext, UpstreamTarget};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+#[derive(Clone)]
 pub struct HealthChecker {
     pub router: Arc<Router>,
     pub client: reqwest::Client,

@@ -15,4 +15,4 @@ pub mod tap;
 pub mod upstream;
 
 pub use router::{Deployment, ModelGroup, ResolveError, Router, RouterError};
-pub use upstream::{Upstream, UpstreamReply};
+pub use upstream::Upstream;

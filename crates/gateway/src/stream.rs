@@ -66,10 +66,6 @@ impl DoneScanner {
         self.found
     }
 
-    pub fn found(&self) -> bool {
-        self.found
-    }
-
     fn found_across_boundary(&self, chunk: &[u8]) -> bool {
         let head = &chunk[..chunk.len().min(DONE_MARKER.len())];
         let mut joined = Vec::with_capacity(self.tail.len() + head.len());

@@ -7,7 +7,6 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use liter_llm_protocol::{ApiError, ErrorKind};
 use std::borrow::Cow;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// The longest `Retry-After` we will sleep through on the client's behalf; a
@@ -19,13 +18,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 pub struct Upstream {
     client: reqwest::Client,
     max_retries: u32,
-}
-
-/// A response from the upstream (any status) and who produced it.
-pub struct UpstreamReply {
-    pub response: reqwest::Response,
-    pub deployment: Arc<Deployment>,
-    pub attempts: u32,
 }
 
 /// Per-request facts that do not depend on the deployment.
@@ -81,10 +73,6 @@ fn describe(url: &str) -> &str {
 impl Upstream {
     pub fn max_retries(&self) -> u32 {
         self.max_retries
-    }
-
-    pub fn client(&self) -> &reqwest::Client {
-        &self.client
     }
 
     pub fn new(client: reqwest::Client, max_retries: u32) -> Upstream {

@@ -3,7 +3,6 @@
 
 use crate::state::AppState;
 use axum::serve::ListenerExt;
-use liter_llm_gateway::health::HealthChecker;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,13 +36,7 @@ pub async fn serve(
         let _ = drain_started_tx.send(());
     };
     if let Some(h) = &state.health {
-        HealthChecker {
-            router: h.router.clone(),
-            client: h.client.clone(),
-            interval: h.interval,
-            probe_model: h.probe_model.clone(),
-        }
-        .spawn();
+        h.clone().spawn();
     }
     state.mark_ready();
     let server = axum::serve(listener, app).with_graceful_shutdown(graceful);

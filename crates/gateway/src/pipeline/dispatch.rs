@@ -53,10 +53,6 @@ impl Dispatch {
     pub fn new(core: DispatchCore) -> Dispatch {
         Dispatch(Arc::new(core))
     }
-
-    pub fn core(&self) -> &DispatchCore {
-        &self.0
-    }
 }
 
 impl tower::Service<ChatRequest> for Dispatch {
