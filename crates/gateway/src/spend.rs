@@ -470,6 +470,8 @@ mod tests {
         let settlement = crate::pipeline::Settlement::new();
         let req = ChatRequest {
             endpoint: crate::pipeline::Endpoint::ChatCompletions,
+            body_format: Default::default(),
+            expects_json: true,
             body: bytes::Bytes::new(),
             model: "gpt-4o".into(),
             model_span: (0, 0),

@@ -355,6 +355,115 @@ impl Stream for SseRelay {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// Relays a binary answer (audio) chunk by chunk. With no in-band way to
+    /// report trouble, a cut, a stall or the deadline ends the response with an
+    /// I/O error, so the client sees a truncated transfer rather than a short file
+    /// that looks complete.
+    pub struct ByteRelay {
+        upstream: Upstream,
+        provider: &'static str,
+        meter: RelayMeter,
+        finished: bool,
+        idle: Duration,
+        last_chunk: Instant,
+        #[pin]
+        idle_timer: Sleep,
+        #[pin]
+        deadline: Sleep,
+    }
+}
+
+impl ByteRelay {
+    pub fn new(
+        upstream: Upstream,
+        provider: &'static str,
+        limits: SseLimits,
+        meter: RelayMeter,
+    ) -> Self {
+        let now = Instant::now();
+        ByteRelay {
+            upstream,
+            provider,
+            meter,
+            finished: false,
+            idle: limits.idle,
+            last_chunk: now,
+            idle_timer: tokio::time::sleep_until(now + limits.idle),
+            deadline: tokio::time::sleep_until(limits.deadline),
+        }
+    }
+}
+
+fn cut(
+    meter: &mut RelayMeter,
+    finished: &mut bool,
+    code: &str,
+    message: String,
+) -> Poll<Option<Result<Bytes, std::io::Error>>> {
+    *finished = true;
+    tracing::warn!(code, %message, "binary stream cut");
+    meter
+        .settlement
+        .update(|o| o.error_type = Some(code.to_string()));
+    meter.finish(false);
+    Poll::Ready(Some(Err(std::io::Error::other(message))))
+}
+
+impl Stream for ByteRelay {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut this = self.project();
+        if *this.finished {
+            return Poll::Ready(None);
+        }
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            return cut(
+                this.meter,
+                this.finished,
+                "request_timeout",
+                "the request exceeded the proxy's request timeout while streaming".into(),
+            );
+        }
+        match this.upstream.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                *this.last_chunk = Instant::now();
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let message = format!(
+                    "upstream provider `{}` failed mid-stream: {}",
+                    this.provider,
+                    crate::upstream::error_chain(&e.without_url())
+                );
+                cut(this.meter, this.finished, "upstream_stream_error", message)
+            }
+            Poll::Ready(None) => {
+                *this.finished = true;
+                this.meter.finish(true);
+                Poll::Ready(None)
+            }
+            Poll::Pending => loop {
+                if this.idle_timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                let due = *this.last_chunk + *this.idle;
+                if due > Instant::now() {
+                    this.idle_timer.as_mut().reset(due);
+                    continue;
+                }
+                let message = format!(
+                    "upstream provider `{}` sent nothing for {} s mid-stream (timeout_secs)",
+                    this.provider,
+                    this.idle.as_secs()
+                );
+                return cut(this.meter, this.finished, "upstream_timeout", message);
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

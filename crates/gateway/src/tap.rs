@@ -15,6 +15,14 @@ pub(crate) struct WireUsage {
     prompt_tokens: u64,
     #[serde(default)]
     completion_tokens: u64,
+    /// Images and gpt-4o transcriptions say `input_tokens` / `output_tokens`.
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
+    /// Rerank servers report only a total: all of it is input.
+    #[serde(default)]
+    total_tokens: u64,
     #[serde(default)]
     prompt_tokens_details: Option<PromptDetails>,
     #[serde(default)]
@@ -37,9 +45,14 @@ struct CompletionDetails {
 
 impl From<WireUsage> for Usage {
     fn from(w: WireUsage) -> Usage {
+        let mut prompt_tokens = w.prompt_tokens.max(w.input_tokens);
+        let completion_tokens = w.completion_tokens.max(w.output_tokens);
+        if prompt_tokens == 0 && completion_tokens == 0 {
+            prompt_tokens = w.total_tokens;
+        }
         Usage {
-            prompt_tokens: w.prompt_tokens,
-            completion_tokens: w.completion_tokens,
+            prompt_tokens,
+            completion_tokens,
             cached_tokens: w
                 .prompt_tokens_details
                 .as_ref()
@@ -226,8 +239,26 @@ fn event_data(event: &[u8]) -> Option<&[u8]> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_of_other_endpoints_is_read() {
+        let (images, _, _) = read_answer(
+            br#"{"created":1,"data":[],"usage":{"input_tokens":50,"output_tokens":4160,"total_tokens":4210}}"#,
+        )
+        .unwrap();
+        let images = images.unwrap();
+        assert_eq!((images.prompt_tokens, images.completion_tokens), (50, 4160));
+        let (rerank, _, _) = read_answer(br#"{"results":[],"usage":{"total_tokens":37}}"#).unwrap();
+        let rerank = rerank.unwrap();
+        assert_eq!((rerank.prompt_tokens, rerank.completion_tokens), (37, 0));
+        let (chat, _, _) =
+            read_answer(br#"{"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#)
+                .unwrap();
+        assert_eq!(chat.unwrap().total(), 5);
+    }
 
     const CHUNK: &[u8] = b"data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}],\"usage\":null}\n\n";
     const FINISH: &[u8] = b"data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n";

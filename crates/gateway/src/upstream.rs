@@ -29,9 +29,12 @@ pub struct OutgoingRequest<'a> {
 /// The request for one deployment: the client's bytes with the model spliced in
 /// for OpenAI-compatible providers, or an adapter's translation.
 pub struct Prepared {
+    pub method: http::Method,
     /// Appended to the deployment's base URL, e.g. `/chat/completions`.
     pub path: Cow<'static, str>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// `None` means `application/json`.
+    pub content_type: Option<HeaderValue>,
     pub body: Bytes,
 }
 
@@ -99,14 +102,25 @@ impl Upstream {
                 )
             })?
         };
+        let content_type = prepared
+            .content_type
+            .unwrap_or_else(|| HeaderValue::from_static("application/json"));
         let mut builder = self
             .client
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("x-request-id", req.request_id)
-            .body(prepared.body);
+            .request(prepared.method, url)
+            .header("x-request-id", req.request_id);
+        // A GET (Brave search) carries its parameters in the query.
+        if !prepared.body.is_empty() {
+            builder = builder
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(prepared.body);
+        }
         if let Some((name, value)) = &d.auth {
             builder = builder.header(name.clone(), value.clone());
+        }
+        if let Some(tokens) = &d.token_source {
+            let bearer = tokens.authorization(&self.client, d.timeout).await?;
+            builder = builder.header(reqwest::header::AUTHORIZATION, bearer);
         }
         for (name, value) in prepared.headers {
             builder = builder.header(name, value);

@@ -23,6 +23,12 @@ pub fn static_key_header(
         AuthStyle::XApiKey => (HeaderName::from_static("x-api-key"), key.to_string()),
         AuthStyle::ApiKey => (HeaderName::from_static("api-key"), key.to_string()),
         AuthStyle::XGoogApiKey => (HeaderName::from_static("x-goog-api-key"), key.to_string()),
+        AuthStyle::XSubscriptionToken => (
+            HeaderName::from_static("x-subscription-token"),
+            key.to_string(),
+        ),
+        AuthStyle::Token => (http::header::AUTHORIZATION, format!("Token {key}")),
+        AuthStyle::XiApiKey => (HeaderName::from_static("xi-api-key"), key.to_string()),
         AuthStyle::Sigv4 => return Err(AuthError::NeedsAdapter("sigv4")),
         AuthStyle::Oauth => return Err(AuthError::NeedsAdapter("oauth")),
     };

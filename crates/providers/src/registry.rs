@@ -44,6 +44,12 @@ pub enum AuthStyle {
     XGoogApiKey,
     /// AWS Signature Version 4 request signing.
     Sigv4,
+    /// `X-Subscription-Token: <key>` (Brave Search).
+    XSubscriptionToken,
+    /// `Authorization: Token <key>` (Deepgram).
+    Token,
+    /// `xi-api-key: <key>` (ElevenLabs).
+    XiApiKey,
     /// A short-lived token from an OAuth / IAM exchange (Vertex AI, watsonx, ...).
     Oauth,
     /// No credential.
@@ -58,6 +64,9 @@ impl AuthStyle {
             AuthStyle::ApiKey => "api_key",
             AuthStyle::XGoogApiKey => "x_goog_api_key",
             AuthStyle::Sigv4 => "sigv4",
+            AuthStyle::XSubscriptionToken => "x_subscription_token",
+            AuthStyle::Token => "token",
+            AuthStyle::XiApiKey => "xi_api_key",
             AuthStyle::Oauth => "oauth",
             AuthStyle::None => "none",
         }
@@ -91,6 +100,18 @@ pub enum Adapter {
     Oci,
     Snowflake,
     Ollama,
+    Tavily,
+    Brave,
+    Exa,
+    Firecrawl,
+    Serper,
+    Linkup,
+    Searxng,
+    Elevenlabs,
+    Deepgram,
+    Stability,
+    Voyage,
+    Jina,
     /// Not something one can route model requests to; `notes` says why.
     Unsupported,
 }
@@ -114,6 +135,18 @@ impl Adapter {
             Adapter::Oci => "oci",
             Adapter::Snowflake => "snowflake",
             Adapter::Ollama => "ollama",
+            Adapter::Tavily => "tavily",
+            Adapter::Brave => "brave",
+            Adapter::Exa => "exa",
+            Adapter::Firecrawl => "firecrawl",
+            Adapter::Serper => "serper",
+            Adapter::Linkup => "linkup",
+            Adapter::Searxng => "searxng",
+            Adapter::Elevenlabs => "elevenlabs",
+            Adapter::Deepgram => "deepgram",
+            Adapter::Stability => "stability",
+            Adapter::Voyage => "voyage",
+            Adapter::Jina => "jina",
             Adapter::Unsupported => "unsupported",
         }
     }
@@ -338,8 +371,9 @@ mod tests {
     }
 
     #[test]
-    fn builtin_registry_parses_and_has_143_providers() {
-        assert_eq!(builtin().len(), 143);
+    fn builtin_registry_parses_and_has_144_providers() {
+        // The reference's 143 plus this project's `ollama_chat`.
+        assert_eq!(builtin().len(), 144);
         assert!(!builtin().is_empty());
     }
 
@@ -589,7 +623,7 @@ mod tests {
         assert_eq!(get("watsonx").adapter, Adapter::Watsonx);
         assert_eq!(get("sagemaker").auth, AuthStyle::Sigv4);
         assert_eq!(get("cohere_chat").adapter, Adapter::Cohere);
-        assert_eq!(get("mistral").adapter, Adapter::Openai);
+        assert_eq!(get("mistral").adapter, Adapter::Mistral);
         for self_hosted in [
             "hosted_vllm",
             "openai_like",

@@ -14,11 +14,13 @@
 //! public routes need no exemption list.
 
 use crate::error::error_response;
-use crate::routes::{chat, health, models, spend, unimplemented};
+use crate::routes::chat::model_route;
+use crate::routes::{health, models, spend, unimplemented};
 use crate::state::AppState;
 use axum::routing::{get, post};
 use http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION};
 use http::{HeaderName, HeaderValue};
+use liter_llm_gateway::pipeline::Endpoint;
 use liter_llm_protocol::{ApiError, ErrorKind};
 use std::sync::Arc;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -34,18 +36,27 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn routes(state: Arc<AppState>) -> axum::Router {
     let todo = unimplemented::not_implemented;
     axum::Router::new()
-        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route(
+            "/v1/chat/completions",
+            model_route(Endpoint::ChatCompletions),
+        )
         .route("/v1/models", get(models::list_models))
         .route("/v1/models/{*model}", get(models::retrieve_model))
-        .route("/v1/embeddings", post(chat::embeddings))
-        .route("/v1/images/generations", post(todo))
-        .route("/v1/audio/speech", post(todo))
-        .route("/v1/audio/transcriptions", post(todo))
-        .route("/v1/moderations", post(todo))
-        .route("/v1/rerank", post(todo))
-        .route("/v1/search", post(todo))
-        .route("/v1/ocr", post(todo))
-        .route("/v1/completions", post(chat::completions))
+        .route("/v1/embeddings", model_route(Endpoint::Embeddings))
+        .route(
+            "/v1/images/generations",
+            model_route(Endpoint::ImageGenerations),
+        )
+        .route("/v1/audio/speech", model_route(Endpoint::AudioSpeech))
+        .route(
+            "/v1/audio/transcriptions",
+            model_route(Endpoint::AudioTranscriptions),
+        )
+        .route("/v1/moderations", model_route(Endpoint::Moderations))
+        .route("/v1/rerank", model_route(Endpoint::Rerank))
+        .route("/v1/search", model_route(Endpoint::Search))
+        .route("/v1/ocr", model_route(Endpoint::Ocr))
+        .route("/v1/completions", model_route(Endpoint::Completions))
         .route("/v1/files", post(todo).get(todo))
         .route("/v1/files/{file_id}", get(todo).delete(todo))
         .route("/v1/files/{file_id}/content", get(todo))

@@ -4,6 +4,7 @@
 //!
 //! Recording is a handful of relaxed atomic adds: no lock, no allocation.
 
+use liter_llm_gateway::pipeline::Endpoint;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -46,9 +47,11 @@ impl Histogram {
         self.count.load(Ordering::Relaxed)
     }
 
-    fn render(&self, out: &mut String, name: &str, help: &str, labels: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} histogram");
+    fn render(&self, out: &mut String, name: &str, help: &str, labels: &str, header: bool) {
+        if header {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} histogram");
+        }
         let mut cumulative = 0u64;
         let sep = if labels.is_empty() { "" } else { "," };
         for (i, bound) in BOUNDS_US.iter().enumerate() {
@@ -86,42 +89,86 @@ impl StatusCounts {
         let class = (status / 100).clamp(1, 5) as usize - 1;
         self.by_class[class].fetch_add(1, Ordering::Relaxed);
     }
+
+    fn total(&self) -> u64 {
+        self.by_class
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
 }
 
+/// One route's figures.
+#[derive(Default)]
+pub struct RouteMetrics {
+    pub overhead: Histogram,
+    pub upstream: Histogram,
+    pub status: StatusCounts,
+}
+
+/// Figures per model endpoint, indexed like [`Endpoint::ALL`].
 #[derive(Default)]
 pub struct Metrics {
-    pub chat_overhead: Histogram,
-    pub chat_upstream: Histogram,
-    pub chat_status: StatusCounts,
+    routes: [RouteMetrics; Endpoint::ALL.len()],
+}
+
+fn route_label(endpoint: Endpoint) -> String {
+    format!("route=\"/v1{}\"", endpoint.path())
 }
 
 impl Metrics {
+    pub fn route(&self, endpoint: Endpoint) -> &RouteMetrics {
+        // ALL lists every variant once, so the position always exists.
+        let i = Endpoint::ALL
+            .iter()
+            .position(|e| *e == endpoint)
+            .unwrap_or(0);
+        &self.routes[i]
+    }
+
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        self.chat_overhead.render(
-            &mut out,
-            "liter_llm_overhead_seconds",
-            "Time the proxy itself adds to a request: total time minus the time spent waiting on the upstream.",
-            "route=\"/v1/chat/completions\"",
-        );
-        self.chat_upstream.render(
-            &mut out,
-            "liter_llm_upstream_seconds",
-            "Time spent waiting on the upstream, retries included (to response headers for streams).",
-            "route=\"/v1/chat/completions\"",
-        );
+        let mut out = String::with_capacity(16 * 1024);
+        // Chat is always shown so dashboards have a series from the start; the
+        // other routes appear once they have served a request.
+        let shown: Vec<(Endpoint, &RouteMetrics)> = Endpoint::ALL
+            .iter()
+            .zip(self.routes.iter())
+            .filter(|(e, r)| **e == Endpoint::ChatCompletions || r.status.total() > 0)
+            .map(|(e, r)| (*e, r))
+            .collect();
+        for (i, (endpoint, r)) in shown.iter().enumerate() {
+            r.overhead.render(
+                &mut out,
+                "liter_llm_overhead_seconds",
+                "Time the proxy itself adds to a request: total time minus the time spent waiting on the upstream.",
+                &route_label(*endpoint),
+                i == 0,
+            );
+        }
+        for (i, (endpoint, r)) in shown.iter().enumerate() {
+            r.upstream.render(
+                &mut out,
+                "liter_llm_upstream_seconds",
+                "Time spent waiting on the upstream, retries included (to response headers for streams).",
+                &route_label(*endpoint),
+                i == 0,
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP liter_llm_requests_total Requests answered, by route and status class."
         );
         let _ = writeln!(out, "# TYPE liter_llm_requests_total counter");
-        for (i, c) in self.chat_status.by_class.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "liter_llm_requests_total{{route=\"/v1/chat/completions\",status=\"{}xx\"}} {}",
-                i + 1,
-                c.load(Ordering::Relaxed)
-            );
+        for (endpoint, r) in &shown {
+            for (i, c) in r.status.by_class.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "liter_llm_requests_total{{{},status=\"{}xx\"}} {}",
+                    route_label(*endpoint),
+                    i + 1,
+                    c.load(Ordering::Relaxed)
+                );
+            }
         }
         out
     }
@@ -138,7 +185,7 @@ mod tests {
         h.record(Duration::from_micros(45));
         h.record(Duration::from_secs(2));
         let mut out = String::new();
-        h.render(&mut out, "x", "help", "");
+        h.render(&mut out, "x", "help", "", true);
         assert!(out.contains("x_bucket{le=\"0.000005\"} 1"), "{out}");
         assert!(out.contains("x_bucket{le=\"0.00005\"} 2"), "{out}");
         assert!(out.contains("x_bucket{le=\"+Inf\"} 3"), "{out}");

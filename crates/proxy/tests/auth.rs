@@ -139,19 +139,19 @@ async fn stubbed_routes_still_require_auth() {
     let mock = start_mock(MockConfig::default()).await;
     let proxy = start_proxy(&config_with_keys(&mock)).await;
     let resp = client()
-        .post(proxy.url("/v1/moderations"))
+        .post(proxy.url("/v1/batches"))
         .send()
         .await
         .unwrap();
     error_message(resp, 401).await;
     let resp = client()
-        .post(proxy.url("/v1/moderations"))
+        .post(proxy.url("/v1/batches"))
         .bearer_auth(MASTER)
         .send()
         .await
         .unwrap();
     let (msg, _) = error_message(resp, 501).await;
-    assert!(msg.contains("/v1/moderations"));
+    assert!(msg.contains("/v1/batches"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,10 +1,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Every endpoint through the same pipeline: embeddings and completions here,
+//! plus what all endpoints share (auth, allow-lists, rate limits, budgets, the
+//! spend log). Each endpoint's own behaviour is in `endpoint_*.rs`.
 mod common;
+mod endpoint_common;
 
 use common::*;
+use endpoint_common::*;
 use futures_util::StreamExt;
 use mock_upstream::MockConfig;
 use serde_json::json;
+use std::time::Duration;
 
 async fn post(p: &TestProxy, path: &str, body: serde_json::Value) -> reqwest::Response {
     client()
@@ -157,4 +163,179 @@ async fn native_adapter_models_refuse_other_endpoints_clearly() {
     .await;
     assert_eq!(v["error"]["code"], "endpoint_not_supported", "{msg}");
     assert!(fake.requests().is_empty());
+}
+
+/// One well-formed request per non-chat endpoint, for the model of [`MODELS`]
+/// that serves it: `(path, JSON body)`; `None` for the multipart upload.
+fn one_of_each() -> Vec<(&'static str, Option<serde_json::Value>)> {
+    vec![
+        (
+            "/v1/images/generations",
+            Some(json!({"model": "img", "prompt": "a cat"})),
+        ),
+        (
+            "/v1/audio/speech",
+            Some(json!({"model": "tts", "input": "hi", "voice": "alloy"})),
+        ),
+        ("/v1/audio/transcriptions", None),
+        (
+            "/v1/moderations",
+            Some(json!({"model": "mod", "input": "hello"})),
+        ),
+        (
+            "/v1/rerank",
+            Some(json!({"model": "rerank", "query": "q", "documents": ["a", "b"]})),
+        ),
+        (
+            "/v1/ocr",
+            Some(
+                json!({"model": "ocr", "document": {"type": "image_url", "image_url": "https://x/y.png"}}),
+            ),
+        ),
+    ]
+}
+
+async fn send_one(
+    p: &TestProxy,
+    key: &str,
+    path: &str,
+    body: &Option<serde_json::Value>,
+) -> reqwest::Response {
+    match body {
+        Some(body) => post_json(p, key, path, body).await,
+        None => {
+            post_multipart(
+                p,
+                key,
+                multipart(&[("model", "stt")], Some(("a.wav", b"RIFF....WAVE"))),
+            )
+            .await
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_endpoint_needs_a_valid_key_before_anything_else() {
+    let mock = start_mock(MockConfig::default()).await;
+    let p = start_proxy(&endpoint_config(&mock, "", "")).await;
+    for (path, body) in one_of_each() {
+        for key in [None, Some("sk-not-a-key")] {
+            let mut req = client().post(p.url(path));
+            if let Some(k) = key {
+                req = req.bearer_auth(k);
+            }
+            let resp = match &body {
+                Some(b) => req.json(b).send().await.unwrap(),
+                None => req
+                    .header(
+                        "content-type",
+                        format!("multipart/form-data; boundary={BOUNDARY}"),
+                    )
+                    .body(multipart(&[("model", "stt")], Some(("a.wav", b"RIFF"))))
+                    .send()
+                    .await
+                    .unwrap(),
+            };
+            let (msg, _) = error_message(resp, 401).await;
+            assert!(!msg.is_empty(), "{path}");
+        }
+    }
+    assert_eq!(mock.request_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_keys_model_allow_list_covers_every_endpoint_and_the_upload_form() {
+    let mock = start_mock(MockConfig::default()).await;
+    let keys = "[[keys]]\nkey = \"sk-speech-only\"\nmodels = [\"tts\"]\n";
+    let p = start_proxy(&endpoint_config(&mock, "", keys)).await;
+    for (path, body) in one_of_each() {
+        let resp = send_one(&p, "sk-speech-only", path, &body).await;
+        if path == "/v1/audio/speech" {
+            assert_eq!(resp.status(), 200);
+            resp.bytes().await.unwrap();
+        } else {
+            let (msg, v) = error_message(resp, 403).await;
+            assert_eq!(v["error"]["code"], "model_not_allowed", "{path}: {msg}");
+        }
+    }
+    assert_eq!(mock.request_count(), 1, "only the allowed speech request");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_endpoint_counts_against_the_same_rate_limit() {
+    let mock = start_mock(MockConfig::default()).await;
+    let keys = "[[keys]]\nkey = \"sk-rpm\"\nrpm = 6\n";
+    let p = start_proxy(&endpoint_config(&mock, "", keys)).await;
+    for (path, body) in one_of_each() {
+        let resp = send_one(&p, "sk-rpm", path, &body).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        resp.bytes().await.unwrap();
+    }
+    let resp = send_one(&p, "sk-rpm", "/v1/audio/transcriptions", &None).await;
+    assert!(resp.headers().contains_key("retry-after"));
+    let (msg, _) = error_message(resp, 429).await;
+    assert!(msg.contains("6 requests per minute"), "{msg}");
+    assert_eq!(mock.request_count(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spent_budget_stops_every_endpoint() {
+    let mock = start_mock(MockConfig::default()).await;
+    let keys = "[[keys]]\nkey = \"sk-budget\"\nbudget_limit = 1.25\n";
+    // Chat answers cost exactly $1.25: 5 completion tokens at $0.25.
+    let cfg = endpoint_config(&mock, "", keys).replace(
+        "name = \"chat\"\n",
+        "name = \"chat\"\ninput_cost_per_token = 0.0\noutput_cost_per_token = 0.25\n",
+    );
+    let p = start_proxy(&cfg).await;
+    let mut chat = chat_body("chat", false);
+    chat["max_tokens"] = 5.into();
+    let resp = post_chat(&p, "sk-budget", &chat).await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    for (path, body) in one_of_each() {
+        let (msg, v) = error_message(send_one(&p, "sk-budget", path, &body).await, 402).await;
+        assert_eq!(v["error"]["code"], "budget_exceeded", "{path}: {msg}");
+    }
+    assert_eq!(mock.request_count(), 1, "only the chat request was sent");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_spend_log_records_every_endpoints_requests() {
+    let mock = start_mock(MockConfig::default()).await;
+    let p = start_proxy(&endpoint_config(&mock, "enable_cost_tracking = true", "")).await;
+    let mut expected = Vec::new();
+    for (path, body) in one_of_each() {
+        let resp = send_one(&p, MASTER, path, &body).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_model_id(&resp);
+        let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+        let model = match &body {
+            Some(b) => b["model"].as_str().unwrap().to_string(),
+            None => "stt".to_string(),
+        };
+        resp.bytes().await.unwrap();
+        expected.push((id, model));
+    }
+    let log = p.state.spend.clone().unwrap();
+    let mut records = Vec::new();
+    for _ in 0..100 {
+        log.flush().await;
+        records = log.recent(100);
+        if records.len() >= expected.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(records.len(), expected.len(), "{records:?}");
+    for (id, model) in expected {
+        let r = records
+            .iter()
+            .find(|r| r.request_id == id)
+            .unwrap_or_else(|| panic!("no spend record for {model} ({id}): {records:?}"));
+        assert_eq!(r.model_group, model);
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(r.completed, "{r:?}");
+        assert!(r.deployment_id.is_some(), "{r:?}");
+    }
 }

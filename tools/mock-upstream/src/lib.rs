@@ -1,9 +1,17 @@
 //! A fast, scriptable, OpenAI-faithful fake upstream.
 //!
 //! Integration tests start one in-process with [`MockServer::start`]; benchmarks run the
-//! `mock-upstream` binary. Both serve the same handful of OpenAI endpoints
-//! (`/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/models`) with
-//! deterministic content, and can be told to misbehave through [`MockConfig`].
+//! `mock-upstream` binary. Both serve the same OpenAI endpoints
+//! (`/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/models`,
+//! `/v1/images/generations`, `/v1/audio/speech`, `/v1/audio/transcriptions`,
+//! `/v1/moderations`) plus the `/v1/rerank` (vLLM/Jina-style) and `/v1/ocr`
+//! (Mistral-style) routes of OpenAI-compatible servers, with deterministic content,
+//! and can be told to misbehave through [`MockConfig`].
+//!
+//! Speech is binary audio sent as `chunks` pieces paced by `chunk_interval_ms`, so
+//! a client can observe it streaming; the stream counters count it like an SSE
+//! stream. Transcripts name the received model and the uploaded file's size and
+//! FNV-1a hash ([`transcript_text`]).
 //!
 //! Request handling order (first match wins): `401` auth failure, `404`/`405` routing,
 //! injected `500`/`429` (`fail_rate`/`rate_limit_rate`), the configured [`Fault`], then
@@ -11,6 +19,8 @@
 #![forbid(unsafe_code)]
 
 mod body;
+pub mod form;
+mod media;
 mod openai;
 mod rng;
 mod server;
@@ -26,14 +36,20 @@ use tokio::task::JoinHandle;
 
 use crate::server::Shared;
 
+pub use crate::media::{
+    relevance, speech_chunks, speech_content_type, transcript_text, OCR_DOCUMENT_PAGES,
+    PNG_1X1_B64, SPEECH_CHUNK_BYTES,
+};
+
 /// Behaviour knobs for a [`MockServer`].
 #[derive(Clone, Debug)]
 pub struct MockConfig {
     /// Wait this long before sending the response headers of every response.
     pub delay_ms: u64,
-    /// Content chunks per streamed response.
+    /// Content chunks per streamed response (and audio chunks per speech answer).
     pub chunks: usize,
-    /// Pacing between content chunks; chunk `i` is due at `start + (i + 1) * interval`.
+    /// Pacing between content chunks; chunk `i` is due at `start + (i + 1) * interval`
+    /// (speech: audio chunk `i` at `start + i * interval`).
     pub chunk_interval_ms: u64,
     /// Fraction of requests answered `500` with an OpenAI `server_error` body.
     pub fail_rate: f64,
@@ -165,7 +181,8 @@ impl MockServer {
         self.shared.request_count.load(Ordering::Acquire)
     }
 
-    /// Streams whose `data: [DONE]` frame was handed to the connection.
+    /// Streams whose last frame (`data: [DONE]`, or a speech answer's last audio chunk)
+    /// was handed to the connection.
     pub fn streams_completed(&self) -> usize {
         self.shared.streams_completed.load(Ordering::Acquire)
     }

@@ -385,6 +385,13 @@ pub(crate) const MODELS: &[(&str, u64)] = &[
     ("o3-mini", 1_737_146_383),
     ("gpt-3.5-turbo-instruct", 1_692_901_427),
     ("text-embedding-3-small", 1_705_948_997),
+    ("gpt-image-1", 1_745_517_030),
+    ("dall-e-3", 1_698_785_189),
+    ("tts-1", 1_681_940_951),
+    ("gpt-4o-mini-tts", 1_742_403_959),
+    ("whisper-1", 1_677_532_384),
+    ("gpt-4o-transcribe", 1_742_068_463),
+    ("omni-moderation-latest", 1_731_689_265),
 ];
 
 fn write_model(out: &mut String, id: &str, created: u64) {

@@ -23,12 +23,13 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::body::{MockBody, SseBody, StreamEnd, TruncatedBody};
+use crate::media;
 use crate::openai::{self, Api, Completion, Usage};
 use crate::rng;
 use crate::{Fault, MockConfig, RecordedRequest};
 
-const APPLICATION_JSON: &str = "application/json";
-const TEXT_EVENT_STREAM: &str = "text/event-stream";
+pub(crate) const APPLICATION_JSON: &str = "application/json";
+pub(crate) const TEXT_EVENT_STREAM: &str = "text/event-stream";
 const TEXT_HTML: &str = "text/html";
 /// OpenAI's documented upper bound for `n`.
 const MAX_N: u32 = 128;
@@ -101,7 +102,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-enum Outcome {
+pub(crate) enum Outcome {
     Respond(Response<MockBody>),
     /// Never send anything back.
     Stall,
@@ -161,6 +162,12 @@ fn respond(shared: &Arc<Shared>, parts: &Parts, body: &Bytes) -> Outcome {
         Route::Chat => generate(shared, Api::Chat, body),
         Route::Completions => generate(shared, Api::Legacy, body),
         Route::Embeddings => embeddings(config, body),
+        Route::Images => media::images(config, body),
+        Route::Speech => media::speech(shared, body),
+        Route::Transcriptions => media::transcriptions(config, &parts.headers, body),
+        Route::Moderations => media::moderations(config, body),
+        Route::Rerank => media::rerank(config, body),
+        Route::Ocr => media::ocr(config, body),
         Route::Models => pre_fault(config.fault, false)
             .unwrap_or_else(|| json(StatusCode::OK, openai::MODELS_BODY.clone()).into()),
         Route::Model(id) => {
@@ -209,7 +216,11 @@ fn stamp(mut response: Response<MockBody>, started: Instant) -> Response<MockBod
     response
 }
 
-fn response(status: StatusCode, content_type: &'static str, body: MockBody) -> Response<MockBody> {
+pub(crate) fn response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: MockBody,
+) -> Response<MockBody> {
     let mut response = Response::new(body);
     *response.status_mut() = status;
     response
@@ -218,11 +229,11 @@ fn response(status: StatusCode, content_type: &'static str, body: MockBody) -> R
     response
 }
 
-fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<MockBody> {
+pub(crate) fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<MockBody> {
     response(status, APPLICATION_JSON, MockBody::full(body))
 }
 
-fn invalid_request(message: &str, param: Option<&str>) -> Outcome {
+pub(crate) fn invalid_request(message: &str, param: Option<&str>) -> Outcome {
     json(
         StatusCode::BAD_REQUEST,
         openai::error_body(message, "invalid_request_error", param, None),
@@ -230,7 +241,7 @@ fn invalid_request(message: &str, param: Option<&str>) -> Outcome {
     .into()
 }
 
-fn invalid_json(error: &serde_json::Error) -> Outcome {
+pub(crate) fn invalid_json(error: &serde_json::Error) -> Outcome {
     let message = if error.is_data() {
         format!("Invalid request body: {error}")
     } else {
@@ -256,6 +267,12 @@ enum Route<'a> {
     Chat,
     Completions,
     Embeddings,
+    Images,
+    Speech,
+    Transcriptions,
+    Moderations,
+    Rerank,
+    Ocr,
     Models,
     Model(&'a str),
 }
@@ -274,6 +291,12 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, RouteError> {
         "/chat/completions" => (Route::Chat, Method::POST),
         "/completions" => (Route::Completions, Method::POST),
         "/embeddings" => (Route::Embeddings, Method::POST),
+        "/images/generations" => (Route::Images, Method::POST),
+        "/audio/speech" => (Route::Speech, Method::POST),
+        "/audio/transcriptions" => (Route::Transcriptions, Method::POST),
+        "/moderations" => (Route::Moderations, Method::POST),
+        "/rerank" => (Route::Rerank, Method::POST),
+        "/ocr" => (Route::Ocr, Method::POST),
         "/models" => (Route::Models, Method::GET),
         _ => match endpoint.strip_prefix("/models/") {
             Some(id) if !id.is_empty() && !id.contains('/') => (Route::Model(id), Method::GET),
@@ -348,7 +371,7 @@ fn injected_failure(config: &MockConfig) -> Option<Response<MockBody>> {
 }
 
 /// The faults that replace the whole answer; `stream` decides what `Stall` means.
-fn pre_fault(fault: Option<Fault>, stream: bool) -> Option<Outcome> {
+pub(crate) fn pre_fault(fault: Option<Fault>, stream: bool) -> Option<Outcome> {
     match fault? {
         Fault::Garbage => Some(json(StatusCode::OK, openai::GARBAGE_BODY).into()),
         Fault::HtmlError => Some(
@@ -364,7 +387,7 @@ fn pre_fault(fault: Option<Fault>, stream: bool) -> Option<Outcome> {
     }
 }
 
-fn prompt_tokens(bytes: &[u8]) -> u64 {
+pub(crate) fn prompt_tokens(bytes: &[u8]) -> u64 {
     (bytes.len() as u64 / 4).max(1)
 }
 

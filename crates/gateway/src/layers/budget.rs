@@ -958,6 +958,8 @@ mod tests {
     ) -> ChatRequest {
         ChatRequest {
             endpoint: crate::pipeline::Endpoint::ChatCompletions,
+            body_format: Default::default(),
+            expects_json: true,
             body: Bytes::from_static(b"{}"),
             model: model.to_string(),
             model_span: (0, 0),

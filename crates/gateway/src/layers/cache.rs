@@ -766,6 +766,8 @@ mod tests {
         let v: Value = serde_json::from_str(body).unwrap();
         ChatRequest {
             endpoint: crate::pipeline::Endpoint::ChatCompletions,
+            body_format: Default::default(),
+            expects_json: true,
             body: Bytes::copy_from_slice(body.as_bytes()),
             model: v["model"].as_str().unwrap_or("gpt-4o").to_string(),
             model_span: (0, 0),

@@ -693,6 +693,8 @@ mod tests {
     fn request(model: &str, stream: bool) -> ChatRequest {
         ChatRequest {
             endpoint: crate::pipeline::Endpoint::ChatCompletions,
+            body_format: Default::default(),
+            expects_json: true,
             body: bytes::Bytes::from_static(b"{}"),
             model: model.to_string(),
             model_span: (0, 0),

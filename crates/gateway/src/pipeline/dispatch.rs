@@ -4,10 +4,10 @@
 //! Everything before the response is handed back is safe to retry: nothing has
 //! reached the client. After that, nothing is retried.
 
-use super::{ChatRequest, ChatResponse, Endpoint, GatewayBody, Usage};
+use super::{BodyFormat, ChatRequest, ChatResponse, Endpoint, GatewayBody, Usage};
 use crate::balance::{pick, CooldownPolicy, InFlight, Unavailable};
 use crate::router::{Deployment, ResolveError, Router, Target};
-use crate::stream::{RelayMeter, SseLimits, SseRelay};
+use crate::stream::{ByteRelay, RelayMeter, SseLimits, SseRelay};
 use crate::tap::read_answer;
 use crate::upstream::{
     backoff, error_chain, retry_after, retryable_status, timeout_error, OutgoingRequest, Prepared,
@@ -17,8 +17,8 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use liter_llm_config::Strategy;
-use liter_llm_protocol::{rewrite_model, ApiError, ErrorKind};
-use liter_llm_providers::adapters::{ChatContext, UpstreamTarget};
+use liter_llm_protocol::{multipart, rewrite_model, ApiError, ErrorKind};
+use liter_llm_providers::adapters::{ChatContext, EndpointRequest, UpstreamTarget};
 use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
@@ -256,7 +256,9 @@ impl DispatchCore {
             *attempts += 1;
             let sent_at = Instant::now();
             let outgoing = OutgoingRequest {
-                stream: req.stream,
+                // Audio is relayed as it arrives: the relay's idle limit bounds
+                // it, not a whole-response timeout that would cut long speech.
+                stream: req.stream || req.endpoint.streams_bytes(),
                 request_id: &req.request_id,
             };
             let outcome = self.upstream.send_once(d, &outgoing, prepared).await;
@@ -354,11 +356,24 @@ impl DispatchCore {
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            // Bedrock streams in AWS event-stream framing, not SSE.
+            // Bedrock and SageMaker stream in AWS event-stream framing, and
+            // Ollama's native API in NDJSON; their adapters translate both.
             .is_some_and(|ct| {
                 ct.starts_with("text/event-stream")
                     || ct.starts_with("application/vnd.amazon.eventstream")
+                    || (deployment.adapter.is_some() && ct.starts_with("application/x-ndjson"))
             });
+        if req.endpoint.streams_bytes() {
+            return self.relay_bytes(
+                response,
+                deployment,
+                in_flight,
+                req,
+                attempts,
+                wait,
+                fallback_reason,
+            );
+        }
         if req.stream && is_sse {
             req.settlement.update(|o| {
                 o.status = 200;
@@ -401,9 +416,12 @@ impl DispatchCore {
         drop(in_flight);
         let result: Result<(Bytes, HeaderValue), ApiError> = match body {
             Ok(Ok(b)) => match deployment.adapter {
-                Some(adapter) => adapter
+                Some(adapter) if req.endpoint == Endpoint::ChatCompletions => adapter
                     .chat_response(&b, &ctx)
                     .map(|t| (t, HeaderValue::from_static("application/json"))),
+                Some(adapter) => adapter
+                    .endpoint_response_for(&endpoint_call(req), &b, &ctx)
+                    .map(|t| (t.body, t.content_type)),
                 None => Ok((
                     b,
                     content_type.unwrap_or_else(|| HeaderValue::from_static("application/json")),
@@ -428,7 +446,13 @@ impl DispatchCore {
             Ok(ok) => ok,
             Err(e) => return self.settle_error(req, &e, wait, &deployment.id, attempts),
         };
-        let Some((usage, response_model, finish_reasons)) = read_answer(&body) else {
+        let answer = if req.expects_json {
+            read_answer(&body)
+        } else {
+            // Text, SRT or VTT: nothing to meter in it, nothing to validate.
+            Some((None, None, Vec::new()))
+        };
+        let Some((usage, response_model, finish_reasons)) = answer else {
             let e = ApiError::new(
                 ErrorKind::BadGateway,
                 format!(
@@ -455,6 +479,48 @@ impl DispatchCore {
         });
         req.settlement.settle();
         let mut resp = http::Response::new(GatewayBody::full(body));
+        let h = resp.headers_mut();
+        h.insert(CONTENT_TYPE, content_type);
+        routing_headers(h, &deployment.id, attempts, fallback_reason.as_deref());
+        resp
+    }
+
+    /// A binary answer (audio), relayed as it arrives with the upstream's content type.
+    #[allow(clippy::too_many_arguments)]
+    fn relay_bytes(
+        &self,
+        response: reqwest::Response,
+        deployment: Arc<Deployment>,
+        in_flight: InFlight,
+        req: &ChatRequest,
+        attempts: u32,
+        wait: Duration,
+        fallback_reason: Option<String>,
+    ) -> ChatResponse {
+        req.settlement.update(|o| {
+            o.status = 200;
+            o.upstream_wait = wait;
+        });
+        let upstream_type = response.headers().get(CONTENT_TYPE);
+        let content_type = deployment
+            .adapter
+            .and_then(|a| a.relayed_content_type(&endpoint_call(req), upstream_type))
+            .or_else(|| upstream_type.cloned())
+            .unwrap_or_else(|| HeaderValue::from_static("application/octet-stream"));
+        let limits = SseLimits {
+            idle: deployment.timeout,
+            deadline: req.deadline,
+        };
+        let provider: &'static str = deployment.provider.name.as_str();
+        let meter = RelayMeter::new(
+            req.settlement.clone(),
+            deployment.clone(),
+            self.pricer.clone(),
+            in_flight,
+            false,
+        );
+        let relay = ByteRelay::new(Box::pin(response.bytes_stream()), provider, limits, meter);
+        let mut resp = http::Response::new(GatewayBody::Bytes(Box::pin(relay)));
         let h = resp.headers_mut();
         h.insert(CONTENT_TYPE, content_type);
         routing_headers(h, &deployment.id, attempts, fallback_reason.as_deref());
@@ -568,38 +634,80 @@ fn chat_context<'a>(d: &'a Deployment, req: &'a ChatRequest) -> ChatContext<'a> 
 /// in, or the adapter's translation.
 fn prepare(d: &Deployment, req: &ChatRequest) -> Result<Prepared, ApiError> {
     let Some(adapter) = d.adapter else {
-        let body = rewrite_model(&req.body, req.model_span, &req.model, &d.upstream_model);
-        let path = Cow::Borrowed(req.endpoint.path());
-        let body = if req.stream && !req.include_usage {
-            request_usage(&body)
-        } else {
-            body
+        if !d.provider.endpoints.is_empty() && !d.provider.offers(req.endpoint.registry_name()) {
+            return Err(not_offered(d, req.endpoint));
+        }
+        let (body, content_type) = match &req.body_format {
+            BodyFormat::Json => {
+                let body = rewrite_model(&req.body, req.model_span, &req.model, &d.upstream_model);
+                let body = if req.stream && req.endpoint.streams_sse() && !req.include_usage {
+                    request_usage(&body)
+                } else {
+                    body
+                };
+                (body, None)
+            }
+            BodyFormat::Multipart { content_type } => {
+                let body = if req.model == *d.upstream_model {
+                    req.body.clone()
+                } else {
+                    multipart::splice(&req.body, req.model_span, d.upstream_model.as_bytes())
+                };
+                (body, Some(content_type.clone()))
+            }
         };
         return Ok(Prepared {
-            path,
+            method: http::Method::POST,
+            path: Cow::Borrowed(req.endpoint.path()),
             headers: Vec::new(),
+            content_type,
             body,
         });
     };
-    if req.endpoint != Endpoint::ChatCompletions {
-        return Err(ApiError::invalid_request(format!(
-            "provider `{}` is reached through a native adapter, which translates chat completions only; `{}` is not available for this model",
-            d.provider.name,
-            req.endpoint.name()
-        ))
-        .with_param("model")
-        .with_code("endpoint_not_supported"));
+    if !adapter.offers(req.endpoint) {
+        return Err(not_offered(d, req.endpoint));
     }
     let target = UpstreamTarget {
         base_url: &d.base_url,
         options: &d.options,
     };
-    let translated = adapter.chat_request_for(&req.body, &chat_context(d, req), &target)?;
+    let ctx = chat_context(d, req);
+    let translated = if req.endpoint == Endpoint::ChatCompletions {
+        adapter.chat_request_for(&req.body, &ctx, &target)?
+    } else {
+        adapter.endpoint_request(&endpoint_call(req), &ctx, &target)?
+    };
     Ok(Prepared {
+        method: translated.method,
         path: Cow::Owned(translated.path),
         headers: translated.headers,
+        content_type: translated.content_type,
         body: translated.body,
     })
+}
+
+/// The client's non-chat request as a native adapter sees it.
+fn endpoint_call(req: &ChatRequest) -> EndpointRequest<'_> {
+    let content_type = match &req.body_format {
+        BodyFormat::Json => None,
+        BodyFormat::Multipart { content_type } => content_type.to_str().ok(),
+    };
+    EndpointRequest {
+        endpoint: req.endpoint,
+        body: &req.body,
+        content_type,
+    }
+}
+
+fn not_offered(d: &Deployment, endpoint: Endpoint) -> ApiError {
+    ApiError::invalid_request(format!(
+        "model `{}` is served by provider `{}`, which does not offer `{}` through this proxy",
+        d.model_name,
+        d.provider.name,
+        endpoint.name()
+    ))
+    .with_param("model")
+    .with_code("endpoint_not_supported")
 }
 
 /// Ask an OpenAI-compatible upstream for the usage chunk the client did not

@@ -7,11 +7,10 @@ pub mod settle;
 
 pub use settle::{Outcome, Settlement, Usage};
 
-use crate::stream::SseRelay;
+use crate::stream::{ByteRelay, SseRelay};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use liter_llm_protocol::ApiError;
-use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -43,34 +42,17 @@ pub struct CacheDirectives {
     pub no_store: bool,
 }
 
-/// Which OpenAI endpoint a request is for. Every layer applies to all of them;
-/// only the upstream path and what native adapters can translate differ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    ChatCompletions,
-    /// Legacy text completions.
-    Completions,
-    Embeddings,
-}
+pub use liter_llm_protocol::Endpoint;
 
-impl Endpoint {
-    /// Path under an OpenAI-compatible base URL.
-    pub fn path(self) -> &'static str {
-        match self {
-            Endpoint::ChatCompletions => "/chat/completions",
-            Endpoint::Completions => "/completions",
-            Endpoint::Embeddings => "/embeddings",
-        }
-    }
-
-    /// Stable name, used in cache keys and messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            Endpoint::ChatCompletions => "chat.completions",
-            Endpoint::Completions => "completions",
-            Endpoint::Embeddings => "embeddings",
-        }
-    }
+/// How the client encoded its body, which decides how the model name is spliced
+/// in and what content type goes upstream.
+#[derive(Debug, Clone, Default)]
+pub enum BodyFormat {
+    #[default]
+    Json,
+    /// `multipart/form-data` (audio uploads); the client's content type carries
+    /// the boundary and is sent upstream unchanged.
+    Multipart { content_type: http::HeaderValue },
 }
 
 /// One request on its way through the layers.
@@ -79,9 +61,14 @@ pub struct ChatRequest {
     pub endpoint: Endpoint,
     /// The client's exact bytes.
     pub body: Bytes,
+    pub body_format: BodyFormat,
+    /// Whether a successful answer is JSON (to be checked and metered); false for
+    /// transcriptions asked for as text, SRT or VTT.
+    pub expects_json: bool,
     /// The client-facing model name (may be changed by a fallback).
     pub model: String,
-    /// Byte range of the `model` value in `body`.
+    /// Byte range of the `model` value in `body`: the JSON string with its quotes,
+    /// or a multipart field's content.
     pub model_span: (usize, usize),
     pub stream: bool,
     /// The client asked for `stream_options.include_usage`.
@@ -99,10 +86,12 @@ pub struct ChatRequest {
 
 pub type ChatResponse = http::Response<GatewayBody>;
 
-/// A response body: a buffered JSON answer or a live stream.
+/// A response body: a buffered answer, a live SSE stream, or raw bytes (audio)
+/// relayed as they arrive.
 pub enum GatewayBody {
     Full(Option<Bytes>),
     Stream(Pin<Box<SseRelay>>),
+    Bytes(Pin<Box<ByteRelay>>),
 }
 
 impl GatewayBody {
@@ -114,7 +103,7 @@ impl GatewayBody {
     pub fn as_bytes(&self) -> Option<&Bytes> {
         match self {
             GatewayBody::Full(b) => b.as_ref(),
-            GatewayBody::Stream(_) => None,
+            GatewayBody::Stream(_) | GatewayBody::Bytes(_) => None,
         }
     }
 }
@@ -124,21 +113,27 @@ impl std::fmt::Debug for GatewayBody {
         match self {
             GatewayBody::Full(b) => write!(f, "Full({} bytes)", b.as_ref().map_or(0, Bytes::len)),
             GatewayBody::Stream(_) => f.write_str("Stream"),
+            GatewayBody::Bytes(_) => f.write_str("Bytes"),
         }
     }
 }
 
 impl Body for GatewayBody {
     type Data = Bytes;
-    type Error = Infallible;
+    /// Only a raw byte relay fails: an SSE stream reports trouble in-band as an
+    /// error event, but audio has no in-band channel, so a cut upstream must cut
+    /// the response (no final chunk) for the client to notice.
+    type Error = std::io::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         match self.get_mut() {
             GatewayBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             GatewayBody::Stream(s) => futures_util::Stream::poll_next(s.as_mut(), cx)
+                .map(|o| o.map(|r| r.map(Frame::data).map_err(|never| match never {}))),
+            GatewayBody::Bytes(s) => futures_util::Stream::poll_next(s.as_mut(), cx)
                 .map(|o| o.map(|r| r.map(Frame::data))),
         }
     }
@@ -151,7 +146,7 @@ impl Body for GatewayBody {
         match self {
             GatewayBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             GatewayBody::Full(None) => SizeHint::with_exact(0),
-            GatewayBody::Stream(_) => SizeHint::default(),
+            GatewayBody::Stream(_) | GatewayBody::Bytes(_) => SizeHint::default(),
         }
     }
 }

@@ -4,6 +4,9 @@
 //! Only logic that is truly the same across adapters lives here; anything a
 //! provider does its own way stays in that provider's module.
 
+use super::UpstreamRequest;
+use bytes::Bytes;
+use http::{HeaderValue, Method};
 use liter_llm_protocol::{ApiError, ErrorKind};
 use serde_json::{json, Map, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -376,4 +379,216 @@ pub(crate) fn reject_unrepresentable(
         ));
     }
     Ok(())
+}
+
+/// How an upstream HTTP status reads to the client: the request's own faults keep
+/// their meaning; the proxy's credentials being refused is the operator's
+/// problem, so it is a 502 rather than a 401 that would make the client doubt
+/// its own key.
+pub(crate) fn kind_for_status(status: u16) -> (ErrorKind, Option<&'static str>) {
+    match status {
+        400 | 409 | 422 => (ErrorKind::InvalidRequest, None),
+        401 | 403 => (ErrorKind::BadGateway, Some("upstream_auth_failed")),
+        402 => (ErrorKind::BadGateway, Some("upstream_billing")),
+        404 => (ErrorKind::NotFound, None),
+        413 => (ErrorKind::PayloadTooLarge, None),
+        429 => (ErrorKind::RateLimited, Some("upstream_rate_limited")),
+        503 => (ErrorKind::ServiceUnavailable, Some("upstream_unavailable")),
+        504 => (ErrorKind::GatewayTimeout, Some("upstream_timeout")),
+        400..=499 => (ErrorKind::InvalidRequest, None),
+        _ => (ErrorKind::BadGateway, Some("upstream_error")),
+    }
+}
+
+/// The message in the error-body shapes providers commonly use:
+/// `{"error":{"message"}}`, `{"error":"..."}`, `{"message"}`, `{"detail"}`
+/// (string or `{message}`), `{"errors":[{"message"}]}`, `{"err_msg"}`.
+pub(crate) fn common_error_message(v: &Value) -> Option<String> {
+    let text = |v: &Value| v.as_str().map(str::to_string);
+    v.get("error")
+        .and_then(|e| e.get("message").and_then(text).or_else(|| text(e)))
+        .or_else(|| v.get("message").and_then(text))
+        .or_else(|| {
+            v.get("detail")
+                .and_then(|d| text(d).or_else(|| d.get("message").and_then(text)))
+        })
+        .or_else(|| {
+            v.get("errors")
+                .and_then(|e| e.get(0))
+                .and_then(|e| e.get("message").and_then(text).or_else(|| text(e)))
+        })
+        .or_else(|| v.get("err_msg").and_then(text))
+}
+
+/// A provider's non-2xx answer as an OpenAI-shaped error, for adapters whose
+/// provider has no richer error vocabulary worth mapping.
+pub(crate) fn provider_error(provider: &str, status: u16, body: &[u8]) -> ApiError {
+    let (kind, code) = kind_for_status(status);
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let message = match parsed.as_ref().and_then(common_error_message) {
+        Some(m) => format!("{provider}: {m}"),
+        None => {
+            let text = String::from_utf8_lossy(body);
+            let snippet: String = text.trim().chars().take(200).collect();
+            let detail = if snippet.is_empty() {
+                "an empty body".to_string()
+            } else if parsed.is_some() {
+                format!("an unrecognised error body: {snippet}")
+            } else {
+                format!("a non-JSON body: {snippet}")
+            };
+            format!("{provider}: upstream returned HTTP {status} with {detail}")
+        }
+    };
+    if matches!(status, 401 | 403) {
+        // The text may quote part of the proxy's key; the operator's log gets it.
+        tracing::warn!(provider, status, %message, "upstream rejected the proxy's credentials");
+        return with_code(
+            ApiError::new(
+                kind,
+                format!("{provider} rejected the proxy's credentials ({status}); the operator must check this model's api_key"),
+            ),
+            code,
+        );
+    }
+    with_code(ApiError::new(kind, message), code)
+}
+
+/// A POST of `body` to `path` under the deployment's base URL, with no extra
+/// headers; `content_type` `None` is JSON.
+pub(crate) fn post(
+    path: impl Into<String>,
+    content_type: Option<HeaderValue>,
+    body: Bytes,
+) -> UpstreamRequest {
+    UpstreamRequest {
+        method: Method::POST,
+        path: path.into(),
+        headers: Vec::new(),
+        content_type,
+        body,
+    }
+}
+
+/// The `Content-Type` of a multipart body the adapter built.
+pub(crate) fn form_content_type(content_type: &str) -> Result<HeaderValue, ApiError> {
+    HeaderValue::from_str(content_type).map_err(|e| {
+        ApiError::new(
+            ErrorKind::Internal,
+            format!("could not build the form's content type: {e}"),
+        )
+    })
+}
+
+/// Percent-encodes a query value or path segment (RFC 3986 unreserved kept).
+pub(crate) fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// What the adapters' tests share: a client's request through an adapter's
+/// `endpoint_request`, and an upstream answer back through its
+/// `endpoint_response_for`.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) mod testing {
+    use super::super::{
+        ChatAdapter, ChatContext, EndpointRequest, ProviderOptions, Translated, UpstreamRequest,
+        UpstreamTarget,
+    };
+    use liter_llm_protocol::{ApiError, Endpoint};
+    use serde_json::Value;
+
+    /// What `adapter` sends to `base_url` (default options) for the client's
+    /// `body` to `endpoint`, sent with `content_type`.
+    pub(crate) fn send(
+        adapter: &dyn ChatAdapter,
+        ctx: &ChatContext<'_>,
+        base_url: &str,
+        endpoint: Endpoint,
+        body: &[u8],
+        content_type: Option<&str>,
+    ) -> Result<UpstreamRequest, ApiError> {
+        let options = ProviderOptions::default();
+        let target = UpstreamTarget {
+            base_url,
+            options: &options,
+        };
+        let req = EndpointRequest {
+            endpoint,
+            body,
+            content_type,
+        };
+        adapter.endpoint_request(&req, ctx, &target)
+    }
+
+    /// What the client gets for the upstream `answer` when its own request to
+    /// `endpoint` was `body`, sent with `content_type`.
+    pub(crate) fn receive(
+        adapter: &dyn ChatAdapter,
+        ctx: &ChatContext<'_>,
+        endpoint: Endpoint,
+        body: &[u8],
+        content_type: Option<&str>,
+        answer: &[u8],
+    ) -> Result<Translated, ApiError> {
+        let req = EndpointRequest {
+            endpoint,
+            body,
+            content_type,
+        };
+        adapter.endpoint_response_for(&req, answer, ctx)
+    }
+
+    /// [`send`] for a JSON client body: the path and JSON body of the POST
+    /// `adapter` makes.
+    pub(crate) fn send_json(
+        adapter: &dyn ChatAdapter,
+        ctx: &ChatContext<'_>,
+        base_url: &str,
+        endpoint: Endpoint,
+        body: &Value,
+    ) -> Result<(String, Value), ApiError> {
+        let body = body.to_string();
+        let up = send(
+            adapter,
+            ctx,
+            base_url,
+            endpoint,
+            body.as_bytes(),
+            Some("application/json"),
+        )?;
+        assert_eq!(up.method, http::Method::POST);
+        Ok((up.path, serde_json::from_slice(&up.body).unwrap()))
+    }
+
+    /// [`receive`] for a JSON client body and a JSON answer: what the client
+    /// gets, as JSON.
+    pub(crate) fn receive_json(
+        adapter: &dyn ChatAdapter,
+        ctx: &ChatContext<'_>,
+        endpoint: Endpoint,
+        client: &Value,
+        answer: &Value,
+    ) -> Result<Value, ApiError> {
+        let client = client.to_string();
+        let answer = answer.to_string();
+        let t = receive(
+            adapter,
+            ctx,
+            endpoint,
+            client.as_bytes(),
+            Some("application/json"),
+            answer.as_bytes(),
+        )?;
+        assert_eq!(t.content_type, "application/json");
+        Ok(serde_json::from_slice(&t.body).unwrap())
+    }
 }

@@ -1,6 +1,8 @@
-//! `POST /v1/chat/completions`: read, peek, authorise, then hand the request to
-//! the gateway pipeline (layers + dispatch) and relay what it answers.
+//! Every model route (`/v1/chat/completions`, `/v1/embeddings`, ... `/v1/ocr`):
+//! read, check, authorise, then hand the request to the gateway pipeline (layers
+//! + dispatch) and relay what it answers.
 
+use super::inspect;
 use crate::auth::Principal;
 use crate::body::read_body;
 use crate::error::error_response;
@@ -8,8 +10,10 @@ use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
+use axum::routing::{post, MethodRouter};
+use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use liter_llm_gateway::pipeline::{CacheDirectives, ChatRequest, Endpoint, Settlement};
+use liter_llm_gateway::pipeline::{BodyFormat, CacheDirectives, ChatRequest, Endpoint, Settlement};
 use liter_llm_protocol::peek::Requirements;
 use liter_llm_protocol::{peek_request, ApiError, ErrorKind, PeekError};
 use std::sync::Arc;
@@ -49,38 +53,17 @@ fn cache_directives(headers: &HeaderMap) -> CacheDirectives {
     d
 }
 
-pub async fn chat_completions(
-    State(state): State<Arc<AppState>>,
-    principal: Principal,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    forward(
-        &state,
-        &principal,
-        &headers,
-        body,
-        Endpoint::ChatCompletions,
+/// The route for one model endpoint. They differ only in the [`Endpoint`] they
+/// serve; everything else (auth, checks, layers, metering) is shared.
+pub fn model_route(endpoint: Endpoint) -> MethodRouter<Arc<AppState>> {
+    post(
+        move |State(state): State<Arc<AppState>>,
+              principal: Principal,
+              headers: HeaderMap,
+              body: Body| async move {
+            forward(&state, &principal, &headers, body, endpoint).await
+        },
     )
-    .await
-}
-
-pub async fn completions(
-    State(state): State<Arc<AppState>>,
-    principal: Principal,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    forward(&state, &principal, &headers, body, Endpoint::Completions).await
-}
-
-pub async fn embeddings(
-    State(state): State<Arc<AppState>>,
-    principal: Principal,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    forward(&state, &principal, &headers, body, Endpoint::Embeddings).await
 }
 
 /// Every pipeline endpoint: read, peek, authorise, call the layers, and meter.
@@ -107,12 +90,13 @@ async fn forward(
         Ok(resp) => resp,
         Err(e) => error_response(&e),
     };
-    state.metrics.chat_status.record(resp.status().as_u16());
+    let metrics = state.metrics.route(endpoint);
+    metrics.status.record(resp.status().as_u16());
     let wait = settlement.upstream_wait();
     if !wait.is_zero() {
         let overhead = started.elapsed().saturating_sub(wait);
-        state.metrics.chat_overhead.record(overhead);
-        state.metrics.chat_upstream.record(wait);
+        metrics.overhead.record(overhead);
+        metrics.upstream.record(wait);
         if state.overhead_header {
             resp.headers_mut().insert(
                 OVERHEAD_HEADER.clone(),
@@ -143,18 +127,55 @@ async fn forward_chat(
             .with_code("request_timeout"))
         }
     };
+    if endpoint == Endpoint::AudioTranscriptions {
+        let content_type = headers.get(CONTENT_TYPE);
+        let upload = inspect::check_upload(content_type.and_then(|v| v.to_str().ok()), &bytes)?;
+        principal.check_model(&upload.model)?;
+        let body_format = BodyFormat::Multipart {
+            content_type: content_type
+                .cloned()
+                .unwrap_or(HeaderValue::from_static("multipart/form-data")),
+        };
+        let req = ChatRequest {
+            endpoint,
+            body_format,
+            expects_json: upload.expects_json,
+            model: upload.model,
+            model_span: upload.model_span,
+            stream: false,
+            include_usage: false,
+            max_tokens: None,
+            caller: principal.caller(),
+            request_id: request_id(headers).to_string(),
+            deadline,
+            cache: cache_directives(headers),
+            // Audio is not text: its size says nothing about tokens.
+            estimated_prompt_tokens: 1,
+            settlement: settlement.clone(),
+            body: bytes,
+        };
+        let resp = state.chat.clone().oneshot(req).await?;
+        return Ok(resp.map(Body::new));
+    }
     let requirements = match endpoint {
         Endpoint::ChatCompletions => Requirements::CHAT,
-        Endpoint::Embeddings => Requirements::EMBEDDINGS,
-        Endpoint::Completions => Requirements::MODEL_ONLY,
+        Endpoint::Embeddings | Endpoint::Moderations => Requirements::EMBEDDINGS,
+        _ => Requirements::MODEL_ONLY,
     };
     let peek = peek_request(&bytes, requirements).map_err(peek_error)?;
-    if endpoint == Endpoint::Embeddings && peek.stream {
-        return Err(ApiError::invalid_request("embeddings cannot be streamed").with_param("stream"));
+    if peek.stream && !endpoint.streams_sse() {
+        return Err(ApiError::invalid_request(format!(
+            "`{}` cannot be streamed through this proxy",
+            endpoint.name()
+        ))
+        .with_param("stream"));
     }
+    inspect::check_json(endpoint, &bytes)?;
     principal.check_model(&peek.model)?;
     let req = ChatRequest {
         endpoint,
+        body_format: BodyFormat::Json,
+        expects_json: true,
         model: peek.model.to_string(),
         model_span: peek.model_span,
         stream: peek.stream,

@@ -1,5 +1,8 @@
-//! Spec endpoints that later work implements. They still authenticate first, so
-//! an unauthenticated caller cannot probe which routes exist.
+//! The fallbacks: 501 for the spec routes this build does not serve yet (files,
+//! batches and the Responses API; every stateless endpoint goes through the
+//! pipeline in `chat.rs`), 404 for unknown routes and 405 for wrong methods.
+//! The 501 handler authenticates first, so an unauthenticated caller cannot probe
+//! which routes exist.
 
 use crate::auth::Principal;
 use crate::error::ErrorResponse;
