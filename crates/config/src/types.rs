@@ -143,6 +143,25 @@ pub struct ModelEntry {
     pub aws_secret_access_key: Option<Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws_session_token: Option<Secret>,
+    /// Google Cloud project for Vertex AI (else `VERTEXAI_PROJECT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vertex_project: Option<String>,
+    /// Vertex AI region, e.g. `us-central1` (else `VERTEXAI_LOCATION`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vertex_location: Option<String>,
+    /// A service-account key: the path of its JSON file, or the JSON itself
+    /// (else `GOOGLE_APPLICATION_CREDENTIALS`). A secret: it holds a private key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vertex_credentials: Option<Secret>,
+    /// watsonx.ai project the requests run in (else `WATSONX_PROJECT_ID`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watsonx_project_id: Option<String>,
+    /// watsonx.ai deployment space, instead of a project (else `WATSONX_SPACE_ID`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watsonx_space_id: Option<String>,
+    /// IBM Cloud IAM token endpoint (default `https://iam.cloud.ibm.com/identity/token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watsonx_iam_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

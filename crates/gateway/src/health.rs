@@ -113,6 +113,13 @@ impl HealthChecker {
         if let Some((name, value)) = &d.auth {
             req = req.header(name.clone(), value.clone());
         }
+        if let Some(tokens) = &d.token_source {
+            let bearer = tokens
+                .authorization(&self.client, d.timeout)
+                .await
+                .map_err(|e| e.message)?;
+            req = req.header(reqwest::header::AUTHORIZATION, bearer);
+        }
         req.send()
             .await
             .map(|r| r.status())

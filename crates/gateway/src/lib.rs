@@ -6,6 +6,7 @@ pub mod balance;
 pub mod glob;
 pub mod health;
 pub mod layers;
+pub mod oauth;
 pub mod pipeline;
 pub mod pricing;
 pub mod router;

@@ -6,17 +6,20 @@
 
 use crate::balance::DeploymentState;
 use crate::glob::Glob;
+use crate::oauth::{TokenSource, IBM_IAM_URL};
 use crate::pricing::{prices_for, PriceTable, Prices};
 use http::{HeaderName, HeaderValue};
 use liter_llm_config::{Config, ModelEntry, Secret};
+use liter_llm_providers::adapters::watsonx::WatsonxScope;
 use liter_llm_providers::adapters::{native, ChatAdapter};
 use liter_llm_providers::adapters::{AwsCredentials, ProviderOptions};
 use liter_llm_providers::auth::static_key_header;
 use liter_llm_providers::registry::AuthStyle;
 use liter_llm_providers::registry::{Adapter, ProviderSpec, Registry};
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// One upstream target: a provider, its model id, URL and credentials.
@@ -43,6 +46,9 @@ pub struct Deployment {
     pub prices: Option<Prices>,
     /// What some adapters need beyond URL and key (api-version, AWS region and credentials).
     pub options: ProviderOptions,
+    /// Where the bearer token comes from for OAuth providers (Vertex AI,
+    /// watsonx.ai); shared by every deployment with the same credentials.
+    pub token_source: Option<Arc<TokenSource>>,
     pub state: DeploymentState,
 }
 
@@ -127,6 +133,9 @@ pub struct Router {
     registry: &'static Registry,
     env: liter_llm_config::EnvLookup,
     default_timeout: Duration,
+    /// Token sources by provider and credential digest, so deployments (and
+    /// alias routes, built per request) with one credential share one token.
+    tokens: Mutex<HashMap<String, Arc<TokenSource>>>,
 }
 
 impl std::fmt::Debug for Router {
@@ -134,6 +143,37 @@ impl std::fmt::Debug for Router {
         f.debug_struct("Router")
             .field("groups", &self.order)
             .finish_non_exhaustive()
+    }
+}
+
+/// Builds a token source from the credential material it is cached under.
+type SourceMaker<'a> = Box<dyn Fn(&str) -> Result<TokenSource, String> + 'a>;
+
+/// The watsonx.ai project or space of a deployment: the entry's fields, else
+/// `WATSONX_PROJECT_ID` / `WATSONX_SPACE_ID`; exactly one of the two.
+fn watsonx_scope(
+    spec: &DeploymentSpec<'_>,
+    provider: &ProviderSpec,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<WatsonxScope, String> {
+    let non_empty = |v: Option<&String>| v.filter(|s| !s.is_empty()).cloned();
+    let mut project = non_empty(spec.entry.and_then(|e| e.watsonx_project_id.as_ref()));
+    let mut space = non_empty(spec.entry.and_then(|e| e.watsonx_space_id.as_ref()));
+    if project.is_none() && space.is_none() {
+        project = env("WATSONX_PROJECT_ID");
+        space = env("WATSONX_SPACE_ID");
+    }
+    match (project, space) {
+        (Some(p), None) => Ok(WatsonxScope::Project(p)),
+        (None, Some(s)) => Ok(WatsonxScope::Space(s)),
+        (Some(_), Some(_)) => Err(format!(
+            "`{}` ({}): set either `watsonx_project_id` or `watsonx_space_id` for provider `{}`, not both",
+            spec.field, spec.model_name, provider.name
+        )),
+        (None, None) => Err(format!(
+            "`{}` ({}): set `watsonx_project_id` or `watsonx_space_id` (or WATSONX_PROJECT_ID / WATSONX_SPACE_ID) for provider `{}`",
+            spec.field, spec.model_name, provider.name
+        )),
     }
 }
 
@@ -183,6 +223,7 @@ impl Router {
             registry,
             env,
             default_timeout,
+            tokens: Mutex::new(HashMap::new()),
         };
         for (i, m) in config.models.iter().enumerate() {
             let field = format!("models[{i}]");
@@ -338,6 +379,12 @@ impl Router {
         let options = self.provider_options(&spec, provider)?;
         let templated;
         let base_url = match (spec.base_url, provider.base_url.as_deref()) {
+            // Vertex AI's URL names the project and location, in the registry's
+            // template or in a configured `base_url` that keeps the placeholders.
+            (u, Some(default)) if provider.adapter == Adapter::VertexAi => {
+                templated = self.vertex_url(u.unwrap_or(default), &spec)?;
+                templated.as_str()
+            }
             (Some(u), _) => u,
             (None, Some(u)) if !provider.requires_base_url && !u.contains('{') => u,
             // A regional endpoint such as Bedrock's, once the region is known.
@@ -359,8 +406,9 @@ impl Router {
             ));
         }
         let env_key;
-        // Signed (SigV4) and token (OAuth) providers authenticate in their adapter.
-        let signed = matches!(provider.auth, AuthStyle::Sigv4 | AuthStyle::Oauth);
+        // Signed (SigV4) providers authenticate in their adapter; token (OAuth)
+        // providers exchange the key (if they have one) for tokens below.
+        let signed = provider.auth == AuthStyle::Sigv4;
         let key: Option<&str> = match spec.api_key {
             _ if signed => None,
             Some(k) => Some(k.expose()),
@@ -387,10 +435,13 @@ impl Router {
                 None => None,
             },
         };
-        let auth = match key {
-            Some(k) => static_key_header(provider.auth, k)
-                .map_err(|e| format!("`{field}.api_key`: {e}"))?,
-            None => None,
+        let (auth, token_source) = match (provider.auth, key) {
+            (AuthStyle::Oauth, key) => (None, Some(self.token_source(&spec, provider, key)?)),
+            (style, Some(k)) => (
+                static_key_header(style, k).map_err(|e| format!("`{field}.api_key`: {e}"))?,
+                None,
+            ),
+            (_, None) => (None, None),
         };
         Ok(Deployment {
             id: spec.id,
@@ -405,6 +456,7 @@ impl Router {
             adapter: native(provider.adapter),
             weight: 1,
             options,
+            token_source,
             prices: PriceTable::builtin()
                 .ok()
                 .and_then(|t| t.lookup(provider.name.as_str(), upstream_model)),
@@ -467,7 +519,132 @@ impl Router {
                 ));
             }
         }
+        if provider.adapter == Adapter::Watsonx {
+            options.watsonx = Some(watsonx_scope(spec, provider, &env)?);
+        }
         Ok(options)
+    }
+
+    /// The Vertex AI base URL with `{project}` and `{location}` filled in.
+    fn vertex_url(&self, template: &str, spec: &DeploymentSpec<'_>) -> Result<String, String> {
+        let env = |name: &str| (self.env)(name).filter(|v| !v.is_empty());
+        let mut url = template.to_string();
+        for (placeholder, field, var, value) in [
+            (
+                "{project}",
+                "vertex_project",
+                "VERTEXAI_PROJECT",
+                spec.entry.and_then(|e| e.vertex_project.clone()),
+            ),
+            (
+                "{location}",
+                "vertex_location",
+                "VERTEXAI_LOCATION",
+                spec.entry.and_then(|e| e.vertex_location.clone()),
+            ),
+        ] {
+            if !url.contains(placeholder) {
+                continue;
+            }
+            let value = value
+                .filter(|v| !v.is_empty())
+                .or_else(|| env(var))
+                .ok_or_else(|| {
+                    format!(
+                        "`{}` ({}): set `{field}` (or {var}) for provider `vertex_ai`",
+                        spec.field, spec.model_name
+                    )
+                })?;
+            // Pasted into the URL's host and path, so it must stay one label.
+            if !value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            {
+                return Err(format!(
+                    "`{}.{field}` `{value}` is not a valid Google Cloud {}",
+                    spec.field,
+                    &placeholder[1..placeholder.len() - 1]
+                ));
+            }
+            url = url.replace(placeholder, &value);
+        }
+        Ok(url)
+    }
+
+    /// The token source for an OAuth provider's credentials, shared with every
+    /// deployment that uses the same ones. `api_key` is the key the provider
+    /// exchanges for tokens, if it has one (watsonx.ai's IBM Cloud API key).
+    fn token_source(
+        &self,
+        spec: &DeploymentSpec<'_>,
+        provider: &ProviderSpec,
+        api_key: Option<&str>,
+    ) -> Result<Arc<TokenSource>, String> {
+        let field = spec.field;
+        let env = |name: &str| (self.env)(name).filter(|v| !v.is_empty());
+        let (material, make): (String, SourceMaker<'_>) =
+            match provider.adapter {
+                Adapter::VertexAi => {
+                    if spec.api_key.is_some() {
+                        return Err(format!(
+                            "`{field}.api_key`: provider `vertex_ai` authenticates with a service account, not an API key; set `vertex_credentials` instead"
+                        ));
+                    }
+                    let credentials = spec
+                        .entry
+                        .and_then(|e| e.vertex_credentials.as_ref())
+                        .map(|s| s.expose().to_string())
+                        .or_else(|| env("GOOGLE_APPLICATION_CREDENTIALS"))
+                        .ok_or_else(|| {
+                            format!(
+                                "`{field}` ({}): set `vertex_credentials` (a service-account key file or its JSON) or GOOGLE_APPLICATION_CREDENTIALS for provider `vertex_ai`",
+                                spec.model_name
+                            )
+                        })?;
+                    (
+                        credentials,
+                        Box::new(move |c: &str| {
+                            TokenSource::google_service_account(c)
+                                .map_err(|e| format!("`{field}.vertex_credentials`: {e}"))
+                        }),
+                    )
+                }
+                Adapter::Watsonx => {
+                    let key = api_key.ok_or_else(|| {
+                        format!(
+                            "`{field}` ({}): set `api_key` (an IBM Cloud API key) or WATSONX_APIKEY for provider `{}`",
+                            spec.model_name, provider.name
+                        )
+                    })?;
+                    let url = spec
+                        .entry
+                        .and_then(|e| e.watsonx_iam_url.clone())
+                        .unwrap_or_else(|| IBM_IAM_URL.to_string());
+                    (
+                        format!("{key}\0{url}"),
+                        Box::new(move |_: &str| {
+                            TokenSource::ibm_iam(key, &url)
+                                .map_err(|e| format!("`{field}.watsonx_iam_url`: {e}"))
+                        }),
+                    )
+                }
+                other => {
+                    return Err(format!(
+                        "`{field}`: provider `{}` needs OAuth tokens the `{}` adapter cannot obtain in this build",
+                        provider.name,
+                        other.as_str()
+                    ))
+                }
+            };
+        let digest = Sha256::digest(material.as_bytes());
+        let cache_key = format!("{}:{}", provider.adapter.as_str(), hex::encode(digest));
+        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(source) = tokens.get(&cache_key) {
+            return Ok(source.clone());
+        }
+        let source = Arc::new(make(&material)?);
+        tokens.insert(cache_key, source.clone());
+        Ok(source)
     }
 
     pub fn resolve(&self, requested: &str) -> Result<Target<'_>, ResolveError> {

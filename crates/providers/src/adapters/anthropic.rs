@@ -67,6 +67,7 @@ impl ChatAdapter for AnthropicAdapter {
             )
         })?;
         Ok(UpstreamRequest {
+            content_type: None,
             method: Method::POST,
             path: "/messages".to_string(),
             headers: vec![(
@@ -98,7 +99,9 @@ impl ChatAdapter for AnthropicAdapter {
 // OpenAI request → Anthropic request
 // ---------------------------------------------------------------------------
 
-fn translate_request(body: &[u8], ctx: &ChatContext<'_>) -> Result<Value, ApiError> {
+/// The Messages body, `model` included (Vertex AI takes the model from the URL
+/// and replaces it with `anthropic_version`).
+pub(super) fn translate_request(body: &[u8], ctx: &ChatContext<'_>) -> Result<Value, ApiError> {
     let parsed: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid_request(format!("request body is not valid JSON: {e}")))?;
     let Some(req) = parsed.as_object() else {
