@@ -21,8 +21,11 @@
 //! CRCs, in the documented event order (usage in `metadata`, after
 //! `messageStop`). `GET /__requests` reports what was received, and
 //! `POST /__fault` queues a fault (see [`BedrockFault::from_json`]).
+//! InvokeModel for the embedding models (`/model/{id}/invoke`) is the
+//! [`embed`] module's.
 
 mod crypto;
+pub mod embed;
 
 use crate::common::{bind_local, FaultQueue, Recorder, Server};
 use axum::body::Body;
@@ -359,6 +362,9 @@ async fn handle(
     if let Err((error_type, message)) = verdict {
         return aws_error(403, error_type, &message);
     }
+    if let Some(model_id) = embed::invoke_target(&path).filter(|_| method == Method::POST) {
+        return embed::invoke(&shared, &model_id, &body);
+    }
     let Some((model_id, stream)) = parse_operation(&path).filter(|_| method == Method::POST) else {
         return aws_error(404, "UnknownOperationException", "Unknown operation");
     };
@@ -420,7 +426,8 @@ async fn handle(
 // SigV4 verification, written from AWS's signing guide
 // ---------------------------------------------------------------------------
 
-type Rejection = (&'static str, String);
+/// An AWS error type and message for a request whose signature is refused.
+pub(crate) type Rejection = (&'static str, String);
 
 fn incomplete(message: impl Into<String>) -> Rejection {
     ("IncompleteSignatureException", message.into())
@@ -484,6 +491,20 @@ fn verify_signature(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(), Rejection> {
+    verify_signature_for("bedrock", creds, method, path, query, headers, body)
+}
+
+/// [`verify_signature`] for another AWS service's signing name (SageMaker
+/// Runtime signs as `sagemaker`).
+pub(crate) fn verify_signature_for(
+    signing_name: &str,
+    creds: &Credentials,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), Rejection> {
     let auth = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -539,10 +560,10 @@ fn verify_signature(
             ),
         ));
     }
-    if service != "bedrock" {
+    if service != signing_name {
         return Err((
             "InvalidSignatureException",
-            "Credential should be scoped to correct service: 'bedrock'.".to_string(),
+            format!("Credential should be scoped to correct service: '{signing_name}'."),
         ));
     }
     if region != creds.region {

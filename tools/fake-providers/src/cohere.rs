@@ -18,6 +18,8 @@
 //! sequence (`message-start`, `content-*`, `tool-plan-delta`, `tool-call-*`,
 //! `message-end`), each as `event: <type>` plus `data: <json>`.
 
+mod endpoints;
+
 use crate::common::{bind_local, FaultQueue, Recorder, Server};
 use axum::body::Body;
 use axum::extract::State;
@@ -110,7 +112,8 @@ pub async fn start(api_key: &str) -> std::io::Result<FakeCohere> {
 }
 
 /// Serves on a listener the caller bound (the `fake-providers` binary binds
-/// the address it was given). Besides `POST /v2/chat` it answers
+/// the address it was given). Besides `POST /v2/chat` (and `/v2/embed`,
+/// `/v2/rerank`, see the `endpoints` module) it answers
 /// `GET /__requests` with what it recorded, as a JSON array of
 /// `{method, path, query, headers, body}`, for tests in another process.
 pub async fn start_on(listener: TcpListener, api_key: &str) -> std::io::Result<FakeCohere> {
@@ -122,6 +125,8 @@ pub async fn start_on(listener: TcpListener, api_key: &str) -> std::io::Result<F
     });
     let app = Router::new()
         .route("/v2/chat", post(chat))
+        .route("/v2/embed", post(endpoints::embed))
+        .route("/v2/rerank", post(endpoints::rerank))
         .route("/__requests", get(recorded))
         .fallback(not_found)
         .with_state(Arc::clone(&shared));

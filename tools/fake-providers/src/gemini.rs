@@ -20,10 +20,13 @@
 //!   name, non-text system instructions, and schema fields set in conflicting
 //!   ways.
 //! - Errors use Google's envelope `{"error":{"code","message","status"}}`.
+//! - `:embedContent` and `:batchEmbedContents` are the [`embed`] module's.
 //!
 //! Answers are deterministic: a `functionCall` of the first allowed function
 //! when the request declares functions (mode not NONE) and the last turn is user
 //! text, otherwise text that quotes the last user text.
+
+pub mod embed;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -156,7 +159,7 @@ fn status_name(code: u16) -> &'static str {
     }
 }
 
-fn error_body(code: u16, message: &str, details: Option<Value>) -> Value {
+pub(crate) fn error_body(code: u16, message: &str, details: Option<Value>) -> Value {
     let mut err = json!({ "code": code, "message": message, "status": status_name(code) });
     if let Some(d) = details {
         err["details"] = d;
@@ -164,7 +167,7 @@ fn error_body(code: u16, message: &str, details: Option<Value>) -> Value {
     json!({ "error": err })
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
     let mut resp = (status, body.to_string()).into_response();
     resp.headers_mut().insert(
         "content-type",
@@ -173,11 +176,11 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
     resp
 }
 
-fn error(code: u16, message: &str) -> Response {
+pub(crate) fn error(code: u16, message: &str) -> Response {
     error_with(code, message, None)
 }
 
-fn error_with(code: u16, message: &str, details: Option<Value>) -> Response {
+pub(crate) fn error_with(code: u16, message: &str, details: Option<Value>) -> Response {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json_response(status, &error_body(code, message, details))
 }
@@ -292,7 +295,7 @@ fn check_key(s: &Shared, headers: &HeaderMap, query: Option<&str>) -> Option<Res
     }
 }
 
-fn known_model(model: &str) -> bool {
+pub(crate) fn known_model(model: &str) -> bool {
     (model.starts_with("gemini-") || model.starts_with("gemma-"))
         && model
             .bytes()
@@ -316,6 +319,9 @@ async fn generate(
         Some(pair) => pair,
         None => return error(404, "Requested entity was not found."),
     };
+    if matches!(action, "embedContent" | "batchEmbedContents") {
+        return embed::handle(&s, model, action, &body);
+    }
     let stream = match action {
         "generateContent" => false,
         "streamGenerateContent" => true,
@@ -411,7 +417,7 @@ async fn generate(
     }
 }
 
-fn sse_response(frames: Vec<Value>) -> Response {
+pub(crate) fn sse_response(frames: Vec<Value>) -> Response {
     let chunks = frames
         .into_iter()
         .map(|f| Ok::<_, Infallible>(Bytes::from(format!("data: {f}\r\n\r\n"))));
@@ -476,7 +482,7 @@ fn object<'a>(v: &'a Value, at: &str) -> Result<&'a Map<String, Value>, String> 
     })
 }
 
-fn validate(req: &Value) -> Result<(), String> {
+pub(crate) fn validate(req: &Value) -> Result<(), String> {
     let req = object(req, "")?;
     known_fields(
         req,
@@ -908,7 +914,7 @@ enum Reply {
     Call { name: String, args: Value },
 }
 
-struct Answer {
+pub(crate) struct Answer {
     reply: Reply,
     thought: Option<String>,
     candidates: u64,
@@ -917,7 +923,7 @@ struct Answer {
 }
 
 impl Answer {
-    fn for_request(req: &Value) -> Answer {
+    pub(crate) fn for_request(req: &Value) -> Answer {
         let config = &req["generationConfig"];
         let thought = config["thinkingConfig"]["includeThoughts"]
             .as_bool()
@@ -1082,7 +1088,7 @@ impl Answer {
         Value::Array(cands)
     }
 
-    fn response(&self, model: &str, id: &str) -> Value {
+    pub(crate) fn response(&self, model: &str, id: &str) -> Value {
         let mut parts = Vec::new();
         if let Some(t) = &self.thought {
             parts.push(json!({ "text": t, "thought": true }));
@@ -1101,7 +1107,7 @@ impl Answer {
 
     /// Stream frames: the thought, then the text in three pieces (or the call),
     /// the last one with `finishReason` and the complete usage.
-    fn frames(&self, model: &str, id: &str) -> Vec<Value> {
+    pub(crate) fn frames(&self, model: &str, id: &str) -> Vec<Value> {
         let mut pieces: Vec<Vec<Value>> = Vec::new();
         if let Some(t) = &self.thought {
             pieces.push(vec![json!({ "text": t, "thought": true })]);

@@ -33,6 +33,7 @@
 //!   so the finish chunk goes out at `messageStop` and the usage chunk and
 //!   `[DONE]` at `metadata` (or at the end of the body if `metadata` never came).
 
+mod embed;
 pub mod eventstream;
 pub mod sigv4;
 
@@ -40,10 +41,13 @@ use super::common::{
     self, bad_upstream, chunk_json, invalid, max_tokens, now_secs, number, part_type, role_delta,
     stop_sequences, usage_chunk_json, with_code, write_frame, DONE_FRAME,
 };
-use super::{ChatAdapter, ChatContext, StreamTranslator, UpstreamRequest, UpstreamTarget};
+use super::{
+    ChatAdapter, ChatContext, EndpointRequest, StreamTranslator, Translated, UpstreamRequest,
+    UpstreamTarget,
+};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
-use liter_llm_protocol::{ApiError, ErrorKind};
+use liter_llm_protocol::{ApiError, Endpoint, ErrorKind};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,69 +82,153 @@ impl BedrockAdapter {
         target: &UpstreamTarget<'_>,
         now: SystemTime,
     ) -> Result<UpstreamRequest, ApiError> {
-        let mut req = self.chat_request(openai_body, ctx)?;
-        let options = target.options;
-        let Some(creds) = options.aws.as_ref() else {
-            return Err(misconfigured(
-                "bedrock: this deployment has no AWS credentials; set `aws_access_key_id` and `aws_secret_access_key` on the model (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
-            ));
-        };
-        let (host, base_path) = split_base_url(target.base_url)?;
-        let region = match options.region.as_deref().filter(|r| !r.is_empty()) {
-            Some(r) => r.to_string(),
-            None => region_from_host(&host).ok_or_else(|| {
-                misconfigured(
-                    "bedrock: no AWS region for this deployment; set `aws_region` on the model (or AWS_REGION)",
-                )
-            })?,
-        };
-        let path = format!("{base_path}{}", req.path);
-        let signature = sigv4::sign(
-            &sigv4::RequestParts {
-                method: req.method.as_str(),
-                host: &host,
-                path_and_query: &path,
-                headers: &[("content-type", CONTENT_TYPE)],
-                payload: &req.body,
-            },
-            &sigv4::SigningParams {
-                access_key_id: &creds.access_key_id,
-                secret_access_key: &creds.secret_access_key,
-                session_token: creds.session_token.as_deref().filter(|t| !t.is_empty()),
-                region: &region,
-                service: SERVICE,
-                time: now,
-            },
-        );
-        let header = |v: &str, sensitive: bool| {
-            HeaderValue::from_str(v)
-                .map(|mut h| {
-                    h.set_sensitive(sensitive);
-                    h
-                })
-                .map_err(|_| {
-                    misconfigured("bedrock: the AWS credentials contain characters that cannot go in an HTTP header")
-                })
-        };
-        req.headers.push((
-            http::header::AUTHORIZATION,
-            header(&signature.authorization, true)?,
-        ));
-        req.headers.push((
-            HeaderName::from_static("x-amz-date"),
-            header(&signature.amz_date, false)?,
-        ));
-        if let Some(token) = creds.session_token.as_deref().filter(|t| !t.is_empty()) {
-            req.headers.push((
-                HeaderName::from_static("x-amz-security-token"),
-                header(token.trim(), true)?,
-            ));
-        }
-        Ok(req)
+        let req = self.chat_request(openai_body, ctx)?;
+        Self::sign(req, target, now)
+    }
+
+    /// Signs `req` (chat or InvokeModel) for the deployment's credentials and
+    /// region as of `now`, adding `authorization`, `x-amz-date` and, with
+    /// temporary credentials, `x-amz-security-token`.
+    pub(crate) fn sign(
+        req: UpstreamRequest,
+        target: &UpstreamTarget<'_>,
+        now: SystemTime,
+    ) -> Result<UpstreamRequest, ApiError> {
+        sign_aws(req, target, now, &BEDROCK_SIGNER)
     }
 }
 
+/// What differs between the AWS services this crate signs for: the SigV4
+/// service name, the provider named in configuration errors, and how a region
+/// is read from the endpoint's host when the deployment names none.
+#[derive(Clone, Copy)]
+pub(crate) struct AwsSigner {
+    pub(crate) service: &'static str,
+    pub(crate) provider: &'static str,
+    pub(crate) region_from_host: fn(&str) -> Option<String>,
+}
+
+const BEDROCK_SIGNER: AwsSigner = AwsSigner {
+    service: SERVICE,
+    provider: "bedrock",
+    region_from_host,
+};
+
+/// Signs a JSON `req` for `signer`'s service with the deployment's AWS
+/// credentials and region as of `now` (see [`BedrockAdapter::sign`]).
+pub(crate) fn sign_aws(
+    mut req: UpstreamRequest,
+    target: &UpstreamTarget<'_>,
+    now: SystemTime,
+    signer: &AwsSigner,
+) -> Result<UpstreamRequest, ApiError> {
+    let provider = signer.provider;
+    let options = target.options;
+    let Some(creds) = options.aws.as_ref() else {
+        return Err(misconfigured(&format!(
+            "{provider}: this deployment has no AWS credentials; set `aws_access_key_id` and `aws_secret_access_key` on the model (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+        )));
+    };
+    let (host, base_path) = split_base_url(target.base_url, provider)?;
+    let region = match options.region.as_deref().filter(|r| !r.is_empty()) {
+        Some(r) => r.to_string(),
+        None => (signer.region_from_host)(&host).ok_or_else(|| {
+            misconfigured(&format!(
+                "{provider}: no AWS region for this deployment; set `aws_region` on the model (or AWS_REGION)",
+            ))
+        })?,
+    };
+    let path = format!("{base_path}{}", req.path);
+    let signature = sigv4::sign(
+        &sigv4::RequestParts {
+            method: req.method.as_str(),
+            host: &host,
+            path_and_query: &path,
+            headers: &[("content-type", CONTENT_TYPE)],
+            payload: &req.body,
+        },
+        &sigv4::SigningParams {
+            access_key_id: &creds.access_key_id,
+            secret_access_key: &creds.secret_access_key,
+            session_token: creds.session_token.as_deref().filter(|t| !t.is_empty()),
+            region: &region,
+            service: signer.service,
+            time: now,
+        },
+    );
+    let header = |v: &str, sensitive: bool| {
+        HeaderValue::from_str(v)
+            .map(|mut h| {
+                h.set_sensitive(sensitive);
+                h
+            })
+            .map_err(|_| {
+                misconfigured(&format!("{provider}: the AWS credentials contain characters that cannot go in an HTTP header"))
+            })
+    };
+    req.headers.push((
+        http::header::AUTHORIZATION,
+        header(&signature.authorization, true)?,
+    ));
+    req.headers.push((
+        HeaderName::from_static("x-amz-date"),
+        header(&signature.amz_date, false)?,
+    ));
+    if let Some(token) = creds.session_token.as_deref().filter(|t| !t.is_empty()) {
+        req.headers.push((
+            HeaderName::from_static("x-amz-security-token"),
+            header(token.trim(), true)?,
+        ));
+    }
+    Ok(req)
+}
+
 impl ChatAdapter for BedrockAdapter {
+    fn offers(&self, endpoint: Endpoint) -> bool {
+        matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Embeddings)
+    }
+
+    fn endpoint_request(
+        &self,
+        req: &EndpointRequest<'_>,
+        ctx: &ChatContext<'_>,
+        target: &UpstreamTarget<'_>,
+    ) -> Result<UpstreamRequest, ApiError> {
+        match req.endpoint {
+            Endpoint::Embeddings => embed::request_at(req, ctx, target, SystemTime::now()),
+            other => Err(super::not_offered(other)),
+        }
+    }
+
+    fn endpoint_response(
+        &self,
+        endpoint: Endpoint,
+        upstream_body: &[u8],
+        ctx: &ChatContext<'_>,
+    ) -> Result<Translated, ApiError> {
+        let req = EndpointRequest {
+            endpoint,
+            body: b"",
+            content_type: None,
+        };
+        self.endpoint_response_for(&req, upstream_body, ctx)
+    }
+
+    fn endpoint_response_for(
+        &self,
+        req: &EndpointRequest<'_>,
+        upstream_body: &[u8],
+        ctx: &ChatContext<'_>,
+    ) -> Result<Translated, ApiError> {
+        match req.endpoint {
+            Endpoint::Embeddings => {
+                let expected = super::embeddings::expected(req.body);
+                embed::response(upstream_body, &expected, ctx)
+            }
+            other => Err(super::not_offered(other)),
+        }
+    }
+
     /// The unsigned translation. Bedrock refuses unsigned requests; the gateway
     /// calls [`ChatAdapter::chat_request_for`], which signs.
     fn chat_request(
@@ -161,6 +249,7 @@ impl ChatAdapter for BedrockAdapter {
             "converse"
         };
         Ok(UpstreamRequest {
+            content_type: None,
             method: Method::POST,
             path: format!(
                 "/model/{}/{op}",
@@ -203,10 +292,12 @@ fn misconfigured(message: &str) -> ApiError {
 
 /// The `Host` header value and the path prefix of a base URL. The default
 /// port of the scheme is left out of the host, as HTTP clients send it.
-fn split_base_url(base_url: &str) -> Result<(String, String), ApiError> {
-    let (scheme, rest) = base_url
-        .split_once("://")
-        .ok_or_else(|| misconfigured("bedrock: the deployment's base_url has no scheme"))?;
+fn split_base_url(base_url: &str, provider: &str) -> Result<(String, String), ApiError> {
+    let (scheme, rest) = base_url.split_once("://").ok_or_else(|| {
+        misconfigured(&format!(
+            "{provider}: the deployment's base_url has no scheme"
+        ))
+    })?;
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..end];
     let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
@@ -220,9 +311,9 @@ fn split_base_url(base_url: &str) -> Result<(String, String), ApiError> {
         host.truncate(host.len() - default_port.len());
     }
     if host.is_empty() {
-        return Err(misconfigured(
-            "bedrock: the deployment's base_url has no host",
-        ));
+        return Err(misconfigured(&format!(
+            "{provider}: the deployment's base_url has no host"
+        )));
     }
     let path = &rest[end..];
     let path = path.split(['?', '#']).next().unwrap_or("");

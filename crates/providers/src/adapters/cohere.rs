@@ -62,6 +62,42 @@ const MAX_PENDING_BYTES: usize = 16 * 1024 * 1024;
 pub struct CohereAdapter;
 
 impl ChatAdapter for CohereAdapter {
+    fn offers(&self, endpoint: liter_llm_protocol::Endpoint) -> bool {
+        super::cohere_endpoints::offers(endpoint)
+    }
+
+    fn endpoint_request(
+        &self,
+        req: &super::EndpointRequest<'_>,
+        ctx: &ChatContext<'_>,
+        _target: &super::UpstreamTarget<'_>,
+    ) -> Result<UpstreamRequest, ApiError> {
+        super::cohere_endpoints::request(req, ctx)
+    }
+
+    fn endpoint_response(
+        &self,
+        endpoint: liter_llm_protocol::Endpoint,
+        upstream_body: &[u8],
+        ctx: &ChatContext<'_>,
+    ) -> Result<super::Translated, ApiError> {
+        let req = super::EndpointRequest {
+            endpoint,
+            body: b"",
+            content_type: None,
+        };
+        super::cohere_endpoints::response(&req, upstream_body, ctx)
+    }
+
+    fn endpoint_response_for(
+        &self,
+        req: &super::EndpointRequest<'_>,
+        upstream_body: &[u8],
+        ctx: &ChatContext<'_>,
+    ) -> Result<super::Translated, ApiError> {
+        super::cohere_endpoints::response(req, upstream_body, ctx)
+    }
+
     fn chat_request(
         &self,
         openai_body: &[u8],
@@ -75,6 +111,7 @@ impl ChatAdapter for CohereAdapter {
             )
         })?;
         Ok(UpstreamRequest {
+            content_type: None,
             method: Method::POST,
             path: "/chat".to_string(),
             headers: Vec::new(),

@@ -43,6 +43,52 @@ const MAX_PENDING_BYTES: usize = 16 * 1024 * 1024;
 pub struct GeminiAdapter;
 
 impl ChatAdapter for GeminiAdapter {
+    fn offers(&self, endpoint: liter_llm_protocol::Endpoint) -> bool {
+        use liter_llm_protocol::Endpoint;
+        matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Embeddings)
+    }
+
+    fn endpoint_request(
+        &self,
+        req: &super::EndpointRequest<'_>,
+        ctx: &ChatContext<'_>,
+        _target: &super::UpstreamTarget<'_>,
+    ) -> Result<UpstreamRequest, ApiError> {
+        match req.endpoint {
+            liter_llm_protocol::Endpoint::Embeddings => super::gemini_embed::request(req, ctx),
+            other => Err(super::not_offered(other)),
+        }
+    }
+
+    fn endpoint_response(
+        &self,
+        endpoint: liter_llm_protocol::Endpoint,
+        upstream_body: &[u8],
+        ctx: &ChatContext<'_>,
+    ) -> Result<super::Translated, ApiError> {
+        let req = super::EndpointRequest {
+            endpoint,
+            body: b"",
+            content_type: None,
+        };
+        self.endpoint_response_for(&req, upstream_body, ctx)
+    }
+
+    fn endpoint_response_for(
+        &self,
+        req: &super::EndpointRequest<'_>,
+        upstream_body: &[u8],
+        ctx: &ChatContext<'_>,
+    ) -> Result<super::Translated, ApiError> {
+        match req.endpoint {
+            liter_llm_protocol::Endpoint::Embeddings => {
+                let expected = super::embeddings::expected(req.body);
+                super::gemini_embed::response(upstream_body, &expected, ctx)
+            }
+            other => Err(super::not_offered(other)),
+        }
+    }
+
     fn chat_request(
         &self,
         openai_body: &[u8],
@@ -57,6 +103,7 @@ impl ChatAdapter for GeminiAdapter {
             )
         })?;
         Ok(UpstreamRequest {
+            content_type: None,
             method: Method::POST,
             path,
             headers: Vec::new(),
@@ -124,8 +171,8 @@ fn model_path(model: &str, stream: bool) -> Result<String, ApiError> {
     })
 }
 
-/// The whole OpenAI → Gemini request translation.
-fn build_request(openai_body: &[u8]) -> Result<Value, ApiError> {
+/// The whole OpenAI → Gemini request translation (Vertex AI sends the same body).
+pub(super) fn build_request(openai_body: &[u8]) -> Result<Value, ApiError> {
     let req: Value = serde_json::from_slice(openai_body).map_err(|e| {
         ApiError::invalid_request(format!("the request body is not valid JSON: {e}"))
     })?;

@@ -474,6 +474,7 @@ fn options(token: Option<&str>, region: Option<&str>) -> ProviderOptions {
             secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
             session_token: token.map(str::to_string),
         }),
+        ..ProviderOptions::default()
     }
 }
 
@@ -607,7 +608,11 @@ fn host_port_and_path_prefix_of_the_base_url_are_signed() {
     assert!(direct.signed_headers == "content-type;host;x-amz-date");
 
     assert_eq!(
-        split_base_url("https://bedrock-runtime.us-west-2.amazonaws.com:443").unwrap(),
+        split_base_url(
+            "https://bedrock-runtime.us-west-2.amazonaws.com:443",
+            "bedrock"
+        )
+        .unwrap(),
         (
             "bedrock-runtime.us-west-2.amazonaws.com".to_string(),
             String::new()
