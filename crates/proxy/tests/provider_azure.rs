@@ -37,6 +37,8 @@ fn config(fake: &FakeAzure) -> String {
             "",
         ),
         fake_model("az-badkey", "azure/gpt-4o-prod", &base, "az-wrong-key", ""),
+        fake_model("az-embed", "azure/embed-prod", &base, AZURE_KEY, ""),
+        fake_model("az-whisper", "azure/whisper-prod", &base, AZURE_KEY, ""),
         fake_model(
             "foundry",
             "azure_ai/Mistral-Large-2411",
@@ -496,4 +498,109 @@ async fn foundry_model_inference_gets_version_model_and_pass_through() {
     }
     assert_eq!(seen[0].body["user"], "someone");
     assert_upstream_auth(&fake);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embeddings_reach_the_deployment_with_the_body_kept() {
+    let (fake, proxy) = setup().await;
+    let resp = client()
+        .post(proxy.url("/v1/embeddings"))
+        .bearer_auth(MASTER)
+        .json(
+            &json!({"model": "az-embed", "input": ["one", "two words", "three"], "dimensions": 3}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let body = json_ok(resp).await;
+    let data = body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 3);
+    for (i, item) in data.iter().enumerate() {
+        assert_eq!(item["index"], i);
+    }
+    assert_eq!(data[1]["embedding"][0], 9.0, "second input's vector");
+    assert_eq!(body["usage"]["prompt_tokens"], 4);
+    let sent = only(&fake);
+    assert_eq!(
+        sent.path,
+        format!("/openai/deployments/embed-prod/embeddings")
+    );
+    assert_eq!(
+        sent.query_param("api-version"),
+        Some(liter_llm_providers::adapters::azure::DEFAULT_API_VERSION)
+    );
+    let v: Value = serde_json::from_slice(&sent.raw).unwrap();
+    assert_eq!(v["model"], "embed-prod");
+    assert_eq!(v["dimensions"], 3);
+    assert_upstream_auth(&fake);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transcription_upload_reaches_the_deployment_and_text_stays_text() {
+    let (fake, proxy) = setup().await;
+    let audio: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+    let form = |format: &str| {
+        reqwest::multipart::Form::new()
+            .text("model", "az-whisper")
+            .text("response_format", format.to_string())
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(audio.clone())
+                    .file_name("a.wav")
+                    .mime_str("audio/wav")
+                    .unwrap(),
+            )
+    };
+    let resp = client()
+        .post(proxy.url("/v1/audio/transcriptions"))
+        .bearer_auth(MASTER)
+        .multipart(form("json"))
+        .send()
+        .await
+        .unwrap();
+    let body = json_ok(resp).await;
+    assert!(body["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("fake transcript of"));
+    let sent = only(&fake);
+    assert_eq!(
+        sent.path,
+        "/openai/deployments/whisper-prod/audio/transcriptions"
+    );
+    assert!(
+        sent.raw.windows(audio.len()).any(|w| w == audio.as_slice()),
+        "the file arrived byte for byte"
+    );
+    assert!(
+        sent.raw.windows(11).any(|w| w == b"whisper-pro"),
+        "model replaced"
+    );
+    let resp = client()
+        .post(proxy.url("/v1/audio/transcriptions"))
+        .bearer_auth(MASTER)
+        .multipart(form("text"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(ct.starts_with("text/plain"), "{ct}");
+    assert!(resp.text().await.unwrap().starts_with("fake transcript of"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn endpoints_azure_does_not_offer_are_refused_before_sending() {
+    let (fake, proxy) = setup().await;
+    let resp = client()
+        .post(proxy.url("/v1/rerank"))
+        .bearer_auth(MASTER)
+        .json(&json!({"model": "az", "query": "q", "documents": ["a"]}))
+        .send()
+        .await
+        .unwrap();
+    let (message, body) = error_message(resp, 400).await;
+    assert_eq!(body["error"]["code"], "endpoint_not_supported");
+    assert!(message.contains("rerank"), "{message}");
+    assert!(fake.requests().is_empty());
 }

@@ -57,6 +57,8 @@ use tokio::net::TcpListener;
 pub const DEPLOYMENTS: &[(&str, &str)] = &[
     ("gpt-4o-prod", "gpt-4o-2024-08-06"),
     ("gpt-4o-mini", "gpt-4o-mini-2024-07-18"),
+    ("embed-prod", "text-embedding-3-small"),
+    ("whisper-prod", "whisper"),
 ];
 
 /// Models deployed on the fake Foundry resource's `/models` endpoint.
@@ -137,6 +139,14 @@ pub async fn start_on(listener: TcpListener, api_key: &str) -> std::io::Result<F
         .route(
             "/openai/deployments/{deployment}/chat/completions",
             post(dated),
+        )
+        .route(
+            "/openai/deployments/{deployment}/embeddings",
+            post(embeddings),
+        )
+        .route(
+            "/openai/deployments/{deployment}/audio/transcriptions",
+            post(transcriptions),
         )
         .route("/openai/v1/chat/completions", post(v1))
         .route("/models/chat/completions", post(foundry))
@@ -400,6 +410,110 @@ async fn dated(
     };
     let stream_options_ok = version.get(..10).unwrap_or(version) >= "2024-09-01";
     chat(&s, Api::Dated, model, &body, stream_options_ok, true)
+}
+
+/// The checks every deployment-scoped operation makes, in Azure's order: key,
+/// `api-version`, deployment.
+fn deployment_checks(
+    s: &Shared,
+    uri: &Uri,
+    headers: &HeaderMap,
+    deployment: &str,
+) -> Result<&'static str, Box<Response>> {
+    if let Some(resp) = check_openai_key(s, headers) {
+        return Err(Box::new(resp));
+    }
+    let Some(version) = query_param(uri.query(), "api-version") else {
+        return Err(Box::new(resource_not_found()));
+    };
+    if !dated_version(version) {
+        return Err(Box::new(version_not_supported()));
+    }
+    deployment_model(deployment).ok_or_else(|| Box::new(deployment_not_found()))
+}
+
+/// `POST /openai/deployments/{d}/embeddings`: OpenAI's request and response,
+/// with a deterministic vector per input so order can be checked.
+async fn embeddings(
+    State(s): State<Arc<Shared>>,
+    Path(deployment): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    record(&s, &method, &uri, &headers, &body);
+    let model = match deployment_checks(&s, &uri, &headers, &deployment) {
+        Ok(m) => m,
+        Err(resp) => return *resp,
+    };
+    let Ok(Value::Object(req)) = serde_json::from_slice::<Value>(&body) else {
+        return invalid("We could not parse the JSON body of your request.", None);
+    };
+    let inputs: Vec<String> = match req.get("input") {
+        Some(Value::String(t)) => vec![t.clone()],
+        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_string) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => return invalid("'input' is a required property", Some("input")),
+    };
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            json!({"object": "embedding", "index": i, "embedding": [t.len() as f64, i as f64, 0.5]})
+        })
+        .collect();
+    let tokens: usize = inputs
+        .iter()
+        .map(|t| t.split_whitespace().count().max(1))
+        .sum();
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}
+        }),
+    )
+}
+
+/// `POST /openai/deployments/{d}/audio/transcriptions`: a multipart upload with
+/// a `file` part; answers `{"text"}`, or plain text for `response_format=text`.
+async fn transcriptions(
+    State(s): State<Arc<Shared>>,
+    Path(deployment): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    record(&s, &method, &uri, &headers, &body);
+    if let Err(resp) = deployment_checks(&s, &uri, &headers, &deployment) {
+        return *resp;
+    }
+    let multipart = header(&headers, "content-type")
+        .is_some_and(|ct| ct.starts_with("multipart/form-data; boundary="));
+    let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+    if !multipart || !has(b"name=\"file\"") {
+        return invalid("Invalid file format or missing 'file'.", Some("file"));
+    }
+    let size = body.len();
+    if has(b"name=\"response_format\"\r\n\r\ntext\r\n") {
+        let mut resp =
+            (StatusCode::OK, format!("fake transcript of {size} bytes\n")).into_response();
+        resp.headers_mut().insert(
+            "content-type",
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        return resp;
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({"text": format!("fake transcript of {size} bytes")}),
+    )
 }
 
 fn deployment_model(name: &str) -> Option<&'static str> {

@@ -17,6 +17,11 @@
 //! | `/openai` | `/deployments/{deployment}/chat/completions` | as above |
 //! | `/openai/v1` (the v1 API) | `/chat/completions`, `model` = the deployment | only when `api_version` is set (e.g. `preview`) |
 //!
+//! Completions, embeddings, image generation, speech and transcriptions use
+//! the same deployment URLs (`/openai/deployments/{deployment}/embeddings`, ...)
+//! with OpenAI's bodies, so they are forwarded the same way; a transcription's
+//! multipart upload keeps every byte but the `model` field.
+//!
 //! With a dated API version older than [`STREAM_OPTIONS_SINCE`], which Azure
 //! rejects `stream_options` on, usage is not requested for streams; the stream
 //! is then unmetered unless the client asked itself.
@@ -37,11 +42,14 @@
 //! `content_filter`; a rejected key is the operator's problem, a 502.
 
 use super::common::{bad_upstream, DONE_FRAME};
-use super::{ChatAdapter, ChatContext, StreamTranslator, UpstreamRequest, UpstreamTarget};
+use super::{
+    ChatAdapter, ChatContext, EndpointRequest, StreamTranslator, Translated, UpstreamRequest,
+    UpstreamTarget,
+};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
 use liter_llm_protocol::peek::{peek_request, Requirements};
-use liter_llm_protocol::{ApiError, ErrorKind};
+use liter_llm_protocol::{multipart, ApiError, Endpoint, ErrorKind};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -98,6 +106,7 @@ impl ChatAdapter for AzureOpenAiAdapter {
             ctx.stream && ctx.include_usage && usage_ok,
         )?;
         Ok(UpstreamRequest {
+            content_type: None,
             method: Method::POST,
             path,
             headers: Vec::new(),
@@ -107,6 +116,67 @@ impl ChatAdapter for AzureOpenAiAdapter {
 
     fn chat_response(&self, upstream_body: &[u8], _: &ChatContext<'_>) -> Result<Bytes, ApiError> {
         pass_response("azure", upstream_body)
+    }
+
+    fn offers(&self, endpoint: Endpoint) -> bool {
+        matches!(
+            endpoint,
+            Endpoint::ChatCompletions
+                | Endpoint::Completions
+                | Endpoint::Embeddings
+                | Endpoint::ImageGenerations
+                | Endpoint::AudioSpeech
+                | Endpoint::AudioTranscriptions
+        )
+    }
+
+    /// The other OpenAI endpoints of a deployment take OpenAI's bodies
+    /// unchanged, so only the URL (and the model, for the v1 API) changes.
+    fn endpoint_request(
+        &self,
+        req: &EndpointRequest<'_>,
+        ctx: &ChatContext<'_>,
+        target: &UpstreamTarget<'_>,
+    ) -> Result<UpstreamRequest, ApiError> {
+        let (path, _) = azure_openai_path_for(
+            target.base_url,
+            ctx.upstream_model,
+            configured_version(target),
+            req.endpoint.path(),
+        );
+        let (body, content_type) = match req.content_type {
+            Some(ct) => (
+                multipart_with_model(req.body, ct, ctx.upstream_model)?,
+                Some(HeaderValue::from_str(ct).map_err(|_| {
+                    ApiError::invalid_request(
+                        "the request's Content-Type is not a valid header value",
+                    )
+                })?),
+            ),
+            None => (model_rewritten(req.body, ctx.upstream_model)?, None),
+        };
+        Ok(UpstreamRequest {
+            content_type,
+            method: Method::POST,
+            path,
+            headers: Vec::new(),
+            body,
+        })
+    }
+
+    fn endpoint_response_for(
+        &self,
+        req: &EndpointRequest<'_>,
+        upstream_body: &[u8],
+        _: &ChatContext<'_>,
+    ) -> Result<Translated, ApiError> {
+        if req.wants_text() {
+            return Ok(Translated {
+                body: Bytes::copy_from_slice(upstream_body),
+                content_type: HeaderValue::from_static("text/plain; charset=utf-8"),
+            });
+        }
+        pass_response("azure", upstream_body).map(Translated::json)
     }
 
     fn chat_stream(&self, _: &ChatContext<'_>) -> Box<dyn StreamTranslator> {
@@ -155,6 +225,7 @@ impl ChatAdapter for AzureAiAdapter {
             v1 && ctx.stream && ctx.include_usage,
         )?;
         Ok(UpstreamRequest {
+            content_type: None,
             method: Method::POST,
             path,
             headers: vec![(
@@ -173,7 +244,43 @@ impl ChatAdapter for AzureAiAdapter {
         Box::new(AzureStream::new("azure_ai"))
     }
 
+    /// OCR is Foundry's Mistral OCR deployment (Mistral's shapes, inline
+    /// documents only); see [`super::mistral`].
+    fn offers(&self, endpoint: Endpoint) -> bool {
+        matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Ocr)
+    }
+
+    fn endpoint_request(
+        &self,
+        req: &EndpointRequest<'_>,
+        ctx: &ChatContext<'_>,
+        target: &UpstreamTarget<'_>,
+    ) -> Result<UpstreamRequest, ApiError> {
+        match req.endpoint {
+            Endpoint::Ocr => {
+                super::mistral::azure_ocr_request(req.body, ctx.upstream_model, target.base_url)
+            }
+            other => Err(super::not_offered(other)),
+        }
+    }
+
+    fn endpoint_response(
+        &self,
+        endpoint: Endpoint,
+        upstream_body: &[u8],
+        _: &ChatContext<'_>,
+    ) -> Result<Translated, ApiError> {
+        match endpoint {
+            Endpoint::Ocr => super::mistral::json_pass_through("azure_ai", upstream_body),
+            other => Err(super::not_offered(other)),
+        }
+    }
+
     fn error(&self, status: u16, upstream_body: &[u8]) -> ApiError {
+        // Foundry's Mistral OCR answers errors in Mistral's own shapes.
+        if super::mistral::is_mistral_error(upstream_body) {
+            return super::mistral::mistral_error("azure_ai", status, upstream_body);
+        }
         translate_error("azure_ai", status, upstream_body)
     }
 }
@@ -242,9 +349,20 @@ fn accepts_stream_options(version: &str) -> bool {
 /// The request path for an Azure OpenAI deployment, and whether the API
 /// version accepts `stream_options`.
 fn azure_openai_path(base_url: &str, deployment: &str, version: Option<&str>) -> (String, bool) {
+    azure_openai_path_for(base_url, deployment, version, "/chat/completions")
+}
+
+/// Like [`azure_openai_path`] for any deployment operation (`/embeddings`,
+/// `/audio/transcriptions`, ...).
+fn azure_openai_path_for(
+    base_url: &str,
+    deployment: &str,
+    version: Option<&str>,
+    operation: &str,
+) -> (String, bool) {
     let base = base_url.trim_end_matches('/');
     if is_v1(base) {
-        let mut path = String::from("/chat/completions");
+        let mut path = String::from(operation);
         push_api_version(&mut path, version);
         return (path, true);
     }
@@ -254,10 +372,7 @@ fn azure_openai_path(base_url: &str, deployment: &str, version: Option<&str>) ->
     } else {
         "/openai"
     };
-    let mut path = format!(
-        "{prefix}/deployments/{}/chat/completions",
-        encode(deployment)
-    );
+    let mut path = format!("{prefix}/deployments/{}{operation}", encode(deployment));
     push_api_version(&mut path, Some(version));
     (path, accepts_stream_options(version))
 }
@@ -265,6 +380,37 @@ fn azure_openai_path(base_url: &str, deployment: &str, version: Option<&str>) ->
 // ---------------------------------------------------------------------------
 // Request body
 // ---------------------------------------------------------------------------
+
+/// A non-chat JSON body with `model` set to the deployment (the v1 API routes
+/// by it; deployment URLs ignore it), every other byte as sent.
+fn model_rewritten(body: &[u8], model: &str) -> Result<Bytes, ApiError> {
+    let peek = peek_request(body, Requirements::MODEL_ONLY)
+        .map_err(|e| ApiError::invalid_request(e.to_string()))?;
+    let encoded = serde_json::to_string(model)
+        .map_err(|e| internal(format!("could not encode the model name: {e}")))?;
+    let mut out = Vec::with_capacity(body.len() + encoded.len());
+    out.extend_from_slice(&body[..peek.model_span.0]);
+    out.extend_from_slice(encoded.as_bytes());
+    out.extend_from_slice(&body[peek.model_span.1..]);
+    Ok(Bytes::from(out))
+}
+
+/// A multipart upload with its `model` field's content replaced.
+fn multipart_with_model(body: &[u8], content_type: &str, model: &str) -> Result<Bytes, ApiError> {
+    let malformed =
+        |why: String| ApiError::invalid_request(format!("malformed multipart body: {why}"));
+    let boundary = multipart::boundary(content_type)
+        .ok_or_else(|| malformed("no boundary in the Content-Type".into()))?;
+    let parts = multipart::parse(body, boundary).map_err(|e| malformed(e.to_string()))?;
+    let model_part = parts.iter().find(|p| p.name == "model").ok_or_else(|| {
+        ApiError::invalid_request("missing required parameter: `model`").with_param("model")
+    })?;
+    Ok(multipart::splice(
+        &Bytes::copy_from_slice(body),
+        model_part.span,
+        model.as_bytes(),
+    ))
+}
 
 fn internal(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorKind::Internal, message)
@@ -715,6 +861,82 @@ mod tests {
     use serde_json::json;
 
     const RESOURCE: &str = "https://contoso.openai.azure.com";
+
+    fn endpoint_call(
+        endpoint: Endpoint,
+        body: &[u8],
+        ct: Option<&str>,
+        version: Option<&str>,
+    ) -> UpstreamRequest {
+        let options = ProviderOptions {
+            api_version: version.map(str::to_string),
+            ..Default::default()
+        };
+        AzureOpenAiAdapter
+            .endpoint_request(
+                &EndpointRequest {
+                    endpoint,
+                    body,
+                    content_type: ct,
+                },
+                &ctx("emb-deploy", false),
+                &UpstreamTarget {
+                    base_url: RESOURCE,
+                    options: &options,
+                },
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn embeddings_go_to_the_deployment_with_the_body_kept() {
+        let body = br#"{"model":"az","input":["a","b"],"encoding_format":"base64"}"#;
+        let req = endpoint_call(Endpoint::Embeddings, body, None, Some("2024-10-21"));
+        assert_eq!(
+            req.path,
+            "/openai/deployments/emb-deploy/embeddings?api-version=2024-10-21"
+        );
+        assert_eq!(
+            &req.body[..],
+            br#"{"model":"emb-deploy","input":["a","b"],"encoding_format":"base64"}"#
+        );
+        assert!(req.content_type.is_none());
+    }
+
+    #[test]
+    fn transcription_upload_keeps_its_form_with_the_model_replaced() {
+        let ct = "multipart/form-data; boundary=zz";
+        let body = b"--zz\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\naz\r\n--zz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\nRIFF\r\n--zz--\r\n";
+        let req = endpoint_call(Endpoint::AudioTranscriptions, body, Some(ct), None);
+        assert_eq!(
+            req.path,
+            format!("/openai/deployments/emb-deploy/audio/transcriptions?api-version={DEFAULT_API_VERSION}")
+        );
+        assert_eq!(req.content_type.unwrap().to_str().unwrap(), ct);
+        let parts = multipart::parse(&req.body, "zz").unwrap();
+        assert_eq!(parts[0].text(&req.body), Some("emb-deploy"));
+        assert_eq!(parts[1].data(&req.body), b"RIFF");
+    }
+
+    #[test]
+    fn text_transcriptions_are_not_labelled_json() {
+        let ct = "multipart/form-data; boundary=zz";
+        let body = b"--zz\r\nContent-Disposition: form-data; name=\"response_format\"\r\n\r\nsrt\r\n--zz--\r\n";
+        let call = EndpointRequest {
+            endpoint: Endpoint::AudioTranscriptions,
+            body,
+            content_type: Some(ct),
+        };
+        let out = AzureOpenAiAdapter
+            .endpoint_response_for(
+                &call,
+                b"1\n00:00:00,000 --> 00:00:01,000\nhi\n",
+                &ctx("d", false),
+            )
+            .unwrap();
+        assert!(out.content_type.to_str().unwrap().starts_with("text/plain"));
+        assert!(!AzureOpenAiAdapter.offers(Endpoint::Rerank));
+    }
 
     fn ctx(model: &str, stream: bool) -> ChatContext<'_> {
         ChatContext {
