@@ -290,5 +290,5 @@ fn providers_command_prints_the_registry() {
         stdout.contains("groq") && stdout.contains("GROQ_API_KEY"),
         "{stdout}"
     );
-    assert!(stdout.contains("143 providers"), "{stdout}");
+    assert!(stdout.contains("144 providers"), "{stdout}");
 }

@@ -47,7 +47,7 @@ fn docs_table_lists_every_provider_with_its_adapter_and_status() {
 #[test]
 fn builtin_registry_is_shared_and_complete() {
     let r = Registry::builtin().unwrap();
-    assert_eq!(r.len(), 143);
-    assert_eq!(r.iter().count(), 143);
+    assert_eq!(r.len(), 144);
+    assert_eq!(r.iter().count(), 144);
     assert!(r.get("groq").unwrap().offers("chat"));
 }
