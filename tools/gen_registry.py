@@ -32,11 +32,13 @@ DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 TOML_OUT = ROOT / "crates/providers/data/providers.toml"
 DOC_OUT = ROOT / "docs/providers.md"
 
-AUTH_STYLES = {"bearer", "x_api_key", "api_key", "x_goog_api_key", "sigv4", "oauth", "none"}
+AUTH_STYLES = {"bearer", "x_api_key", "api_key", "x_goog_api_key", "sigv4", "oauth", "none",
+               "x_subscription_token", "token", "xi_api_key"}
 ADAPTERS = {
     "openai", "anthropic", "gemini", "vertex_ai", "bedrock", "azure_openai", "azure_ai", "cohere",
     "mistral", "watsonx", "databricks", "cloudflare", "sagemaker", "oci", "snowflake", "ollama",
-    "unsupported",
+    "tavily", "brave", "exa", "firecrawl", "serper", "linkup", "searxng", "elevenlabs", "deepgram",
+    "stability", "voyage", "jina", "unsupported",
 }
 # Normalised endpoint names, in display order. Must match ENDPOINTS in registry.rs.
 ENDPOINTS = [
@@ -72,9 +74,10 @@ JUNK_PREFIXES = {
 UNVERIFIED = "From the reference data; not independently checked."
 SELF_HOSTED_KEY = "A key is optional: it is sent as a Bearer token only when `api_key` is configured."
 SEARCH_ONLY = "A web search API, not an LLM endpoint; this build has no search adapter."
+# A generic OpenAI-compatible server may serve any endpoint with an OpenAI-style shape,
+# OCR (Mistral's shape) included; web search has no such common shape.
 ALL_OPENAI_ENDPOINTS = list(ENDPOINTS)
 ALL_OPENAI_ENDPOINTS.remove("search")
-ALL_OPENAI_ENDPOINTS.remove("ocr")
 
 # Hand-checked corrections. Keys are provider names; values replace the fields derived
 # from the reference. `None` removes a field. Every entry in the reference's
@@ -123,6 +126,11 @@ OVERRIDES: dict[str, dict] = {
                  "(`{base_url}/models/{model}:generateContent`, and "
                  "`:streamGenerateContent?alt=sse` for streams) with the key in an `x-goog-api-key` "
                  "header; the `gemini` adapter translates OpenAI chat completions to and from it. "
+                 "`/v1/embeddings` becomes `:embedContent` (a string `input`) or "
+                 "`:batchEmbedContents` (an array, order kept), `dimensions` becomes "
+                 "`outputDimensionality` and the extension field `task_type` becomes `taskType`; "
+                 "`base64` is encoded by the proxy; usage comes from `usageMetadata.promptTokenCount` "
+                 "and is left out when Google does not report it. "
                  "Google also documents an OpenAI-compatible endpoint "
                  "(https://generativelanguage.googleapis.com/v1beta/openai, `Authorization: Bearer "
                  "<GEMINI_API_KEY>`): to use it instead, configure an `openai/<model>` model with that "
@@ -133,10 +141,18 @@ OVERRIDES: dict[str, dict] = {
         "auth": "oauth",
         "base_url": "https://{location}-aiplatform.googleapis.com/v1/projects/{project}/locations/{location}",
         "notes": "Checked against Google Cloud docs: calls need a short-lived OAuth2 access token "
-                 "(service account or application default credentials, scope cloud-platform); "
-                 "prediction endpoints reject API keys. Vertex also has an OpenAI-compatible "
-                 "`.../endpoints/openapi/chat/completions`, but it still needs OAuth tokens, so this "
-                 "needs the native adapter.",
+                 "(scope cloud-platform); prediction endpoints reject API keys. The `vertex_ai` "
+                 "adapter gets tokens for a service-account key (`vertex_credentials` or "
+                 "GOOGLE_APPLICATION_CREDENTIALS) with the JWT-bearer grant, caches them and "
+                 "refreshes them before they expire, and fills `{project}` / `{location}` from "
+                 "`vertex_project` / `vertex_location` (or VERTEXAI_PROJECT / VERTEXAI_LOCATION). "
+                 "`claude-*` models go to Anthropic's publisher (`.../publishers/anthropic/models/"
+                 "{model}:rawPredict`, `:streamRawPredict`; the Messages body with "
+                 "`anthropic_version: vertex-2023-10-16` and no `model`); every other model to "
+                 "Google's (`.../publishers/google/models/{model}:generateContent`, "
+                 "`:streamGenerateContent?alt=sse`). Application default credentials from a "
+                 "metadata server or `gcloud` user logins are not supported. Vertex also has an "
+                 "OpenAI-compatible `.../endpoints/openapi/chat/completions`; it is not used.",
     },
     "vertex_ai/agent_engine": {
         "adapter": "unsupported",
@@ -177,14 +193,17 @@ OVERRIDES: dict[str, dict] = {
         "base_url": "https://{resource}.services.ai.azure.com/models",
         "env_var": "AZURE_AI_API_KEY",
         "requires_base_url": True,
-        "endpoints": ["chat", "embeddings"],
+        "endpoints": ["chat", "embeddings", "ocr"],
         "notes": "Checked against Azure AI Foundry docs: the model inference endpoint "
                  "`https://{resource}.services.ai.azure.com/models` (`{base_url}/chat/completions"
                  "?api-version=2024-05-01-preview` unless the model sets `api_version`) takes an "
                  "`api-key` header (or Entra ID bearer) and routes by the body's `model` (the "
                  "deployment name). The adapter sends `extra-parameters: pass-through` so fields "
-                 "outside the inference schema reach the model. Reference endpoints beyond chat and "
-                 "embeddings belong to other Azure services and were dropped.",
+                 "outside the inference schema reach the model. OCR goes to Foundry's Mistral OCR "
+                 "deployment (`/providers/mistral/azure/ocr` at the resource root, or `/v1/ocr` on "
+                 "a serverless endpoint) with Mistral's shapes; Azure's OCR takes base64 `data:` "
+                 "documents only. Reference endpoints beyond these belong to other Azure services "
+                 "and were dropped.",
     },
     "azure_ai/agents": {
         "adapter": "unsupported",
@@ -203,22 +222,45 @@ OVERRIDES: dict[str, dict] = {
                  "URL path) signed with AWS SigV4 (service `bedrock`) from AWS_ACCESS_KEY_ID, "
                  "AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and AWS_REGION; Bedrock API keys "
                  "(`Authorization: Bearer`, AWS_BEARER_TOKEN_BEDROCK) are an alternative. Needs the "
-                 "native adapter. Image-size pricing keys were dropped from the model prefixes.",
+                 "native adapter. `/v1/embeddings` is InvokeModel (`/model/{id}/invoke`) for Amazon "
+                 "Titan Text Embeddings (V2: `dimensions` 256/512/1024, `normalize: true`; one text "
+                 "per request, so an `input` array of more than one is a 400 naming `input`) and "
+                 "Cohere Embed v3 (`texts`, up to 96; `input_type` from the request, default "
+                 "`search_document`); usage is Titan's `inputTextTokenCount`, and is left out for "
+                 "Cohere, whose count is only in a response header. Image-size pricing keys were "
+                 "dropped from the model prefixes.",
     },
     "sagemaker": {
-        "adapter": "sagemaker",
+        "adapter": "unsupported",
         "auth": "sigv4",
         "base_url": "https://runtime.sagemaker.{region}.amazonaws.com",
-        "notes": "Checked against AWS docs: InvokeEndpoint (`/endpoints/{name}/invocations`) signed "
-                 "with AWS SigV4; the payload shape depends on the serving container. Needs the "
-                 "native adapter.",
+        "notes": "Not served: this legacy route needs each model's chat template to turn chat "
+                 "messages into a prompt, and the proxy has none; use `sagemaker_chat/<endpoint>`. "
+                 "The route speaks Hugging Face TGI's text-generation shape (`{inputs, parameters}` "
+                 "in, `[{generated_text}]` out); the reference fetches the template from the "
+                 "Hugging Face Hub at run time, and a guessed one would silently degrade answers. "
+                 "`sagemaker_chat` serves endpoints whose container takes the OpenAI chat schema on "
+                 "`/invocations` (LMI, TGI's Messages API, vLLM). Checked against AWS docs: "
+                 "InvokeEndpoint (`/endpoints/{name}/invocations`) signed with AWS SigV4.",
     },
     "sagemaker_chat": {
         "adapter": "sagemaker",
         "auth": "sigv4",
         "base_url": "https://runtime.sagemaker.{region}.amazonaws.com",
-        "notes": "SageMaker endpoints whose container speaks a chat-completions schema; the call is "
-                 "still a SigV4-signed InvokeEndpoint, so it needs the native adapter.",
+        "notes": "Checked against the SageMaker Runtime API reference and the LMI and TGI "
+                 "container docs: the model id is the endpoint name; chat is InvokeEndpoint "
+                 "(`POST /endpoints/{name}/invocations`), streams are "
+                 "InvokeEndpointWithResponseStream (`/invocations-response-stream`, AWS event-stream "
+                 "frames whose `PayloadPart` bytes carry the container's SSE or JSON lines), both "
+                 "SigV4-signed for service `sagemaker` with `aws_access_key_id` / "
+                 "`aws_secret_access_key` / `aws_session_token` (or the AWS_* variables) and "
+                 "`aws_region` (or AWS_REGION), which also fills `{region}`. The body is the "
+                 "client's OpenAI chat body with `model` set to the endpoint name; answers are "
+                 "normalised (LMI's `eos_token` finish reasons, TGI's object tool-call arguments). "
+                 "`ModelStreamError` / `InternalStreamFailure` events end a stream with an error "
+                 "event; a `ModelError` (424) maps by the container's `OriginalStatusCode`. "
+                 "Endpoints with inference components (`X-Amzn-SageMaker-Inference-Component`) "
+                 "are not addressable yet.",
     },
     "aws_polly": {
         "adapter": "unsupported",
@@ -233,55 +275,100 @@ OVERRIDES: dict[str, dict] = {
         "auth": "oauth",
         "base_url": "https://{region}.ml.cloud.ibm.com",
         "env_var": "WATSONX_APIKEY",
+        "requires_base_url": True,
         "endpoints": ["chat", "embeddings"],
-        "notes": "Checked against IBM docs: exchange the IBM Cloud API key at "
-                 "https://iam.cloud.ibm.com/identity/token for a short-lived IAM bearer token; chat is "
-                 "`/ml/v1/text/chat?version=YYYY-MM-DD` with `project_id` or `space_id` in the body. "
-                 "Not OpenAI-shaped, so it needs the native adapter. WATSONX_APIKEY (this project's "
-                 "name) holds the IBM Cloud API key. The reference's `audio` endpoint is a separate "
-                 "IBM service and was dropped.",
+        "notes": "Checked against IBM docs: the IBM Cloud API key (`api_key`, or WATSONX_APIKEY, "
+                 "this project's name) is exchanged at https://iam.cloud.ibm.com/identity/token "
+                 "(`watsonx_iam_url`) for a short-lived IAM bearer token, which the `watsonx` adapter "
+                 "caches and refreshes before it expires; chat is `{base_url}/ml/v1/text/chat"
+                 "?version=2024-05-31` (`api_version` overrides the date; `/ml/v1/text/chat_stream` "
+                 "for streams) with `model_id` and `project_id` or `space_id` (`watsonx_project_id` / "
+                 "`watsonx_space_id`) in the body. The region is part of the host, so set `base_url` "
+                 "(e.g. https://us-south.ml.cloud.ibm.com). The reference's `audio` endpoint is a "
+                 "separate IBM service and was dropped.",
     },
     "watsonx_text": {
         "adapter": "watsonx",
         "auth": "oauth",
         "base_url": "https://{region}.ml.cloud.ibm.com",
         "env_var": "WATSONX_APIKEY",
+        "requires_base_url": True,
         "endpoints": ["completions"],
         "notes": "watsonx.ai text generation (`/ml/v1/text/generation?version=...`) with an IAM token "
-                 "exchanged from the IBM Cloud API key; needs the native adapter.",
+                 "exchanged from the IBM Cloud API key. The `watsonx` adapter translates chat "
+                 "completions only (to the chat API, as for `watsonx`); legacy `/completions` "
+                 "requests are refused with a 400.",
     },
     "cohere": {
         "base_url": "https://api.cohere.ai/compatibility/v1",
         "endpoints": ["chat", "embeddings"],
-        "model_prefixes": ["command-", "embed-", "rerank-"],
+        "model_prefixes": ["command-", "embed-"],
         "notes": "Checked against Cohere's docs: routed through Cohere's documented OpenAI "
                  "Compatibility API (`https://api.cohere.ai/compatibility/v1`: chat completions and "
                  "embeddings, Bearer key). The reference pointed at the native v1 API, which is not "
-                 "OpenAI-shaped. Rerank exists only in the native API (`/v2/rerank`) and is not "
-                 "routed. The `command-` prefix moved here from `cohere_chat` so un-prefixed Command "
-                 "models resolve to a routable provider. Cohere's SDKs read CO_API_KEY; this project "
-                 "keeps COHERE_API_KEY.",
+                 "OpenAI-shaped. Rerank exists only in the native API, so Cohere's `rerank-` models "
+                 "resolve to `cohere_chat`, which translates it. The `command-` prefix moved here "
+                 "from `cohere_chat` so un-prefixed Command models resolve to a routable provider. "
+                 "Cohere's SDKs read CO_API_KEY; this project keeps COHERE_API_KEY.",
     },
     "cohere_chat": {
         "adapter": "cohere",
         "base_url": "https://api.cohere.com/v2",
-        "model_prefixes": [],
-        "notes": "Checked against Cohere's API reference: the native v2 Chat API (`POST "
-                 "{base_url}/chat`, `Authorization: Bearer`) has its own request, response and "
-                 "streaming-event shapes (`message-start` ... `message-end`); the `cohere` adapter "
-                 "translates OpenAI chat completions to and from it, tools, images and streams "
-                 "included, and reports Cohere's `billed_units` as the usage. Use it as "
-                 "`cohere_chat/<model>`; the `cohere` provider reaches the same models through "
+        "endpoints": ["chat", "embeddings", "rerank"],
+        "model_prefixes": ["rerank-v", "rerank-english-", "rerank-multilingual-"],
+        "notes": "Checked against Cohere's API reference: Cohere's native v2 API (`Authorization: "
+                 "Bearer`), translated by the `cohere` adapter. Chat (`POST {base_url}/chat`) has "
+                 "its own request, response and streaming-event shapes (`message-start` ... "
+                 "`message-end`), tools, images and streams included, with Cohere's `billed_units` "
+                 "as the usage. Embeddings go to `/embed` (`texts`, required `input_type`, default "
+                 "`search_document`, `embedding_types: [\"float\"]`; base64 is encoded by the "
+                 "proxy; usage from `meta.billed_units.input_tokens`). Rerank goes to `/rerank` "
+                 "(documents as strings; v2 never returns documents, so for `return_documents` the "
+                 "proxy fills them in from the request; billed in search units, reported in "
+                 "`meta`, not as token usage). "
+                 "Cohere's rerank model ids (`rerank-v3.5`, `rerank-english-v3.0`, ...) resolve "
+                 "here; Voyage's (`rerank-2`, ...) resolve to `voyage`. Use other models as "
+                 "`cohere_chat/<model>`; the `cohere` provider reaches chat and embeddings through "
                  "Cohere's OpenAI Compatibility API instead.",
     },
+    "voyage": {
+        "adapter": "voyage",
+        "endpoints": ["embeddings", "rerank"],
+        "model_prefixes": ["voyage-", "rerank-1", "rerank-2", "rerank-lite-"],
+        "notes": "Checked against Voyage AI's API reference: https://api.voyageai.com/v1 with "
+                 "`Authorization: Bearer`. Embeddings (`/embeddings`: `input_type`, "
+                 "`output_dimension`, answers `data[].index` and `usage.total_tokens`) and rerank "
+                 "(`/rerank`: `top_k`, `return_documents`, answers `data[]`) are close to OpenAI's "
+                 "and Cohere's shapes but not the same, so the `voyage` adapter translates them. "
+                 "Errors are `{\"detail\"}`. Voyage's rerank ids (`rerank-2.5`, `rerank-2-lite`, "
+                 "`rerank-lite-1`) resolve here, Cohere's (`rerank-v3.5`) to `cohere_chat`.",
+    },
+    "jina_ai": {
+        "adapter": "jina",
+        "endpoints": ["embeddings", "rerank"],
+        "model_prefixes": ["jina-"],
+        "notes": "Checked against Jina AI's API reference: https://api.jina.ai/v1 with "
+                 "`Authorization: Bearer`. Embeddings (`/embeddings`, with Jina's `task`, "
+                 "`dimensions`, `embedding_type`, `late_chunking`) and rerank (`/rerank`, which "
+                 "returns documents unless told not to) are translated by the `jina` adapter; "
+                 "errors are `{\"detail\"}`. Jina's docs name the key JINA_API_KEY; this project "
+                 "keeps JINA_AI_API_KEY.",
+    },
     "mistral": {
-        "endpoints": ["chat", "embeddings", "ocr", "audio_transcriptions"],
+        "adapter": "mistral",
+        "endpoints": ["chat", "completions", "embeddings", "moderations", "ocr",
+                      "audio_transcriptions"],
         "model_prefixes": ["mistral-", "codestral-", "devstral-", "magistral-", "ministral-",
                            "pixtral-", "open-mistral-", "open-mixtral-", "open-codestral-"],
-        "notes": "Checked: Mistral's API is OpenAI-compatible for chat and embeddings at "
-                 "https://api.mistral.ai/v1 with `Authorization: Bearer`. OCR (`/v1/ocr`) and "
-                 "transcription requests use Mistral's own shapes and are forwarded as-is. Model "
-                 "prefixes for Mistral's own model families were added.",
+        "notes": "Checked against Mistral's API docs: https://api.mistral.ai/v1 with "
+                 "`Authorization: Bearer`. Chat (streams included), embeddings, OCR (`/v1/ocr`, "
+                 "Mistral's own shape) and transcriptions are forwarded as sent with only `model` "
+                 "replaced; the native `mistral` adapter exists because Mistral refuses unknown "
+                 "fields (422), `stream_options` included, so nothing is added (its streams report "
+                 "usage in the last chunk anyway). Completions are Codestral fill-in-the-middle "
+                 "(see `text-completion-codestral`). Moderations are translated: Mistral's categories "
+                 "are mapped to OpenAI's where they correspond and kept by name otherwise, and "
+                 "`flagged` is computed. Model prefixes for Mistral's own model families were added.",
     },
     "codestral": {
         "notes": "Mistral's Codestral endpoint (its own key). Chat at `/v1/chat/completions`; "
@@ -292,16 +379,19 @@ OVERRIDES: dict[str, dict] = {
         "adapter": "mistral",
         "endpoints": ["completions"],
         "model_prefixes": [],
-        "notes": "Codestral fill-in-the-middle (`POST /v1/fim/completions`, prompt + suffix) is not "
-                 "OpenAI's `/completions` shape, so this needs the native `mistral` adapter. The "
-                 "reference's bare `text-` model prefix was dropped: it would capture OpenAI's "
-                 "`text-embedding-*` models.",
+        "notes": "Checked against Mistral's API docs: Codestral fill-in-the-middle (`POST "
+                 "/v1/fim/completions`, `prompt` + `suffix`, answered in the chat completion shape) "
+                 "is not OpenAI's `/completions` shape; the native `mistral` adapter translates "
+                 "OpenAI completions to it and back (`seed` becomes `random_seed`). Streaming "
+                 "completions are refused with a 400 for now. The reference's bare `text-` model "
+                 "prefix was dropped: it would capture OpenAI's `text-embedding-*` models.",
     },
     "groq": {
-        "endpoints": ["chat", "audio_transcriptions", "responses"],
+        "endpoints": ["chat", "audio_speech", "audio_transcriptions", "responses"],
         "notes": "Checked against Groq's OpenAI-compatibility docs: base "
                  "https://api.groq.com/openai/v1, Bearer key; a few OpenAI fields (logprobs, "
-                 "logit_bias, top_logprobs, messages[].name, n > 1) are rejected with 400.",
+                 "logit_bias, top_logprobs, messages[].name, n > 1) are rejected with 400. Text to "
+                 "speech is OpenAI's `/audio/speech` on the same base.",
     },
     "deepseek": {
         "base_url": "https://api.deepseek.com",
@@ -313,10 +403,11 @@ OVERRIDES: dict[str, dict] = {
     "together_ai": {
         "base_url": "https://api.together.ai/v1",
         "endpoints": ["chat", "completions", "embeddings", "images", "audio_speech",
-                      "audio_transcriptions"],
+                      "audio_transcriptions", "rerank"],
         "notes": "Checked against Together's OpenAI-compatibility docs: base "
                  "https://api.together.ai/v1 (the reference's api.together.xyz is the older host "
-                 "name), Bearer key; model ids are `org/model`. Together's docs name the key "
+                 "name), Bearer key; model ids are `org/model`. Its Rerank API (`/rerank`) is "
+                 "Cohere-compatible, so it is forwarded as-is. Together's docs name the key "
                  "TOGETHER_API_KEY; this project keeps TOGETHER_AI_API_KEY.",
     },
     "fireworks_ai": {
@@ -353,6 +444,15 @@ OVERRIDES: dict[str, dict] = {
         "notes": "Checked against DeepInfra's docs: the OpenAI-compatible API is under "
                  "https://api.deepinfra.com/v1/openai (not /v1), Bearer key. Rerank is not part of "
                  "that API and was dropped from the endpoints.",
+    },
+    "nvidia_nim": {
+        "endpoints": ["chat", "embeddings"],
+        "notes": "Checked against NVIDIA's NIM docs: chat completions and embeddings are "
+                 "OpenAI-compatible at https://integrate.api.nvidia.com/v1 with a Bearer key. NIM "
+                 "reranking is not: it is `POST /v1/ranking` (hosted: "
+                 "ai.api.nvidia.com/v1/retrieval/nvidia/reranking) with `query: {text}` and "
+                 "`passages` answered by `rankings[].logit`, so the reference's `rerank` was dropped "
+                 "until an adapter translates it.",
     },
     "huggingface": {
         "base_url": "https://router.huggingface.co/v1",
@@ -405,8 +505,29 @@ OVERRIDES: dict[str, dict] = {
         "endpoints": ["chat", "completions", "embeddings"],
         "notes": "Checked against Ollama's docs: OpenAI-compatible API at http://localhost:11434/v1 "
                  "(no key needed locally). The reference gave the server root, where "
-                 "`/chat/completions` does not exist; the native API (`/api/chat`, `/api/generate`) "
-                 "would need the `ollama` adapter.",
+                 "`/chat/completions` does not exist. For Ollama's native chat API (`/api/chat`) "
+                 "use the provider `ollama_chat`.",
+    },
+    "ollama_chat": {
+        "added": True,
+        "display_name": "Ollama (native API)",
+        "adapter": "ollama",
+        "auth": "bearer",
+        "base_url": "http://localhost:11434",
+        "endpoints": ["chat"],
+        "notes": "Added by this project (not in the reference); the name is LiteLLM's for the same "
+                 "route. Checked against Ollama's API docs: the native `POST {base_url}/api/chat` "
+                 "(base http://localhost:11434, no `/v1`), translated by the `ollama` adapter: "
+                 "images as base64 `images` per message (`data:` URLs only), tool calls with "
+                 "object arguments and `tool_name` on tool results, `format` from "
+                 "`response_format` (`json` or the JSON schema), `options` (`temperature`, `top_p`, "
+                 "`seed`, `stop`, `num_predict` from `max_tokens`, penalties), `think` from "
+                 "`reasoning_effort`; the NDJSON stream becomes OpenAI chunks with usage from "
+                 "`prompt_eval_count` / `eval_count`. No key is needed locally; a configured "
+                 "`api_key` is sent as `Authorization: Bearer` (Ollama's cloud API, "
+                 "https://ollama.com, takes an OLLAMA_API_KEY that way). `tool_choice` "
+                 "`required` or a named function is refused (Ollama cannot force a tool call). "
+                 "Provider `ollama` is the OpenAI-compatible `/v1` API instead.",
     },
     "vllm": {
         "auth": "bearer",
@@ -467,7 +588,13 @@ OVERRIDES: dict[str, dict] = {
         "auth": "bearer",
         "requires_base_url": True,
         "env_var": "LITELLM_PROXY_API_KEY",
-        "notes": "A LiteLLM proxy is itself an OpenAI-compatible server; set `base_url` to it.",
+        "endpoints": ["chat", "completions", "embeddings", "images", "audio_speech",
+                      "audio_transcriptions", "moderations", "rerank", "ocr", "files", "batches",
+                      "responses"],
+        "notes": "A LiteLLM proxy is itself an OpenAI-compatible server; set `base_url` to it. It "
+                 "serves the OpenAI endpoints plus Cohere-style `/v1/rerank` and Mistral-style "
+                 "`/v1/ocr` (the reference listed only chat, embeddings and images). Its web search "
+                 "lives at `/v1/search/{tool}`, not `/v1/search`, so search is not routed.",
     },
     "custom_openai": {
         "adapter": "openai",
@@ -641,21 +768,47 @@ OVERRIDES: dict[str, dict] = {
                   "notes": "Replicate runs models as predictions (`POST /v1/models/<owner>/<name>/"
                            "predictions`, then poll or stream), not OpenAI chat completions; no "
                            "adapter in this build."},
-    "deepgram": {"adapter": "unsupported",
-                 "endpoints": ["audio_transcriptions"],
-                 "notes": "Deepgram is a speech API (`/v1/listen`, `/v1/speak`, `Authorization: Token "
-                          "<key>`) with its own request shapes; no adapter in this build. It has no "
-                          "chat endpoint."},
-    "elevenlabs": {"adapter": "unsupported",
-                   "notes": "ElevenLabs' speech APIs use an `xi-api-key` header and their own request "
-                            "shapes; no adapter in this build."},
+    "deepgram": {"adapter": "deepgram",
+                 "auth": "token",
+                 "base_url": "https://api.deepgram.com/v1",
+                 "endpoints": ["audio_speech", "audio_transcriptions"],
+                 "notes": "Checked against Deepgram's API reference: a speech API with `Authorization: "
+                          "Token <key>`. Transcriptions go to `POST /v1/listen` with the uploaded file's "
+                          "bytes as the body and the OpenAI fields as query parameters (`model`, "
+                          "`language`, `smart_format`; `detect_language` when no language is given, "
+                          "`utterances` for srt/vtt/verbose_json); the answer is rewritten in the asked "
+                          "`response_format`. Speech goes to `POST /v1/speak` (Aura voices) in all six "
+                          "OpenAI formats; an `aura-...` `voice` picks the voice, otherwise the model's. "
+                          "`prompt` and `temperature` are dropped; `speed` is refused. It has no chat "
+                          "endpoint."},
+    "elevenlabs": {"adapter": "elevenlabs",
+                   "auth": "xi_api_key",
+                   "base_url": "https://api.elevenlabs.io",
+                   "endpoints": ["audio_speech", "audio_transcriptions"],
+                   "notes": "Checked against ElevenLabs' API reference: `xi-api-key` header. Speech goes "
+                            "to `POST /v1/text-to-speech/{voice_id}/stream` (the client's `voice` is the "
+                            "voice id, `speed` becomes `voice_settings.speed`, 0.7-1.2) and is relayed "
+                            "as it streams; mp3, opus, pcm (24 kHz) and wav (whole-file endpoint) are "
+                            "offered, aac and flac are refused with a 400. Transcriptions go to "
+                            "`POST /v1/speech-to-text` (Scribe) and are rewritten in the asked "
+                            "`response_format`; `prompt` is dropped. It has no chat endpoint."},
     "fal_ai": {"adapter": "unsupported",
                "endpoints": ["images"],
                "notes": "fal.ai runs models through its own queue/run API (`Authorization: Key "
                         "<key>`), not OpenAI's; no adapter in this build."},
-    "stability": {"adapter": "unsupported",
-                  "notes": "Stability AI's image APIs take multipart form requests with their own "
-                           "parameters, not OpenAI's images API; no adapter in this build."},
+    "stability": {
+        "adapter": "stability",
+        "auth": "bearer",
+        "base_url": "https://api.stability.ai",
+        "endpoints": ["images"],
+        "notes": "Checked against Stability AI's API reference: the v2beta Stable Image API "
+                 "(`POST /v2beta/stable-image/generate/{ultra,core,sd3}`, multipart/form-data, "
+                 "`Authorization: Bearer`, `Accept: application/json` for a base64 `image`). The "
+                 "`stability` adapter serves OpenAI's `/v1/images/generations`: the model id picks "
+                 "the service (`stable-image-ultra`, `stable-image-core`, `sd3.5-large`, ...), `size` "
+                 "becomes `aspect_ratio`, answers are `b64_json`. One image per request: `n` > 1 and "
+                 "`response_format: url` are refused with a 400.",
+    },
     "runwayml": {"adapter": "unsupported",
                  "notes": "Runway's generation API is task-based (submit, then poll) and needs an "
                           "`X-Runway-Version` header; no adapter in this build."},
@@ -680,24 +833,104 @@ OVERRIDES: dict[str, dict] = {
                  "(`/v1/images/generations`). Not independently checked.",
     },
     # Web search APIs.
-    "brave": {"adapter": "unsupported",
-              "notes": SEARCH_ONLY + " Checked: Brave authenticates with an `X-Subscription-Token` "
-                                     "header, which AuthStyle cannot express (the reference said "
-                                     "bearer)."},
+    "brave": {
+        "adapter": "brave",
+        "auth": "x_subscription_token",
+        "base_url": "https://api.search.brave.com/res/v1",
+        "endpoints": ["search"],
+        "model_prefixes": [],
+        "notes": "Checked against Brave's Web Search API reference: `GET {base_url}/web/search?q=` "
+                 "with an `X-Subscription-Token` header (the reference said bearer); `count` is at "
+                 "most 20, `country` a supported two-letter code; results are `web.results[]` "
+                 "(`title`, `url`, `description` with `<strong>` highlighting, `page_age`/`age`). "
+                 "The domain filter becomes `site:` operators in `q`. An invalid token is a 422 "
+                 "`SUBSCRIPTION_TOKEN_INVALID`, mapped to 502 `upstream_auth_failed`. Served by the "
+                 "`brave` search adapter (`POST /v1/search`, e.g. model `brave/web-search`).",
+    },
     "dataforseo": {"adapter": "unsupported",
                    "notes": SEARCH_ONLY + " It uses HTTP Basic auth (login and password)."},
     "duckduckgo": {"adapter": "unsupported", "notes": SEARCH_ONLY},
-    "exa_ai": {"adapter": "unsupported", "notes": SEARCH_ONLY},
-    "firecrawl": {"adapter": "unsupported", "notes": SEARCH_ONLY},
+    "exa_ai": {
+        "adapter": "exa",
+        "auth": "x_api_key",
+        "base_url": "https://api.exa.ai",
+        "endpoints": ["search"],
+        "model_prefixes": ["exa/"],
+        "notes": "Checked against Exa's API reference: `POST {base_url}/search` with an `x-api-key` "
+                 "header (Bearer is also accepted; the reference said bearer); `numResults` (at most "
+                 "100), `includeDomains`/`excludeDomains`, `userLocation` (two-letter country), "
+                 "`type` (`auto`, `neural`, `fast`, `deep`, ...) and `contents.highlights`; errors "
+                 "are `{requestId, error, tag}`. Served by the `exa` search adapter; the model "
+                 "prefix `exa/` lets `exa/search` or `exa/deep` (the search type) resolve here.",
+    },
+    "firecrawl": {
+        "adapter": "firecrawl",
+        "auth": "bearer",
+        "base_url": "https://api.firecrawl.dev/v2",
+        "endpoints": ["search"],
+        "model_prefixes": [],
+        "notes": "Checked against Firecrawl's v2 API reference and its open-source server: `POST "
+                 "{base_url}/search` with `Authorization: Bearer`; `limit` (1-100), "
+                 "`includeDomains`/`excludeDomains`, `country` (ISO code); results are "
+                 "`data.web[]` (`url`, `title`, `description`); errors are `{success: false, "
+                 "error}`. Served by the `firecrawl` search adapter (`POST /v1/search`).",
+    },
     "google_pse": {"adapter": "unsupported",
                    "notes": SEARCH_ONLY + " Google's Custom Search JSON API takes the key as a `key` "
                                           "query parameter, not a bearer token."},
-    "linkup": {"adapter": "unsupported", "notes": SEARCH_ONLY},
+    "linkup": {
+        "adapter": "linkup",
+        "auth": "bearer",
+        "base_url": "https://api.linkup.so/v1",
+        "endpoints": ["search"],
+        "model_prefixes": [],
+        "notes": "Checked against Linkup's API reference: `POST {base_url}/search` with "
+                 "`Authorization: Bearer`, required `q`, `depth` (`fast`, `standard`, `deep`) and "
+                 "`outputType` (`searchResults` here), optional `maxResults` and "
+                 "`includeDomains`/`excludeDomains`; results are `{type, name, url, content}` (image "
+                 "results are skipped). Linkup has no country parameter, so `country` is ignored. "
+                 "Served by the `linkup` search adapter (model `linkup/<depth>`).",
+    },
     "parallel_ai": {"adapter": "unsupported", "notes": SEARCH_ONLY},
-    "searxng": {"adapter": "unsupported", "auth": "none", "requires_base_url": True,
-                "notes": SEARCH_ONLY + " SearXNG is self-hosted."},
-    "serper": {"adapter": "unsupported", "notes": SEARCH_ONLY},
-    "tavily": {"adapter": "unsupported", "notes": SEARCH_ONLY},
+    "searxng": {
+        "adapter": "searxng",
+        "auth": "none",
+        "requires_base_url": True,
+        "endpoints": ["search"],
+        "model_prefixes": [],
+        "notes": "Checked against SearXNG's Search API docs: self-hosted, no key; `GET "
+                 "{base_url}/search?q=&format=json` (the instance must list `json` in "
+                 "`search.formats`, else it answers 403); results are `results[]` (`url`, `title`, "
+                 "`content`, `publishedDate`). It has no result count or country parameter: the "
+                 "proxy trims to `max_results`, adds `site:` operators and drops results outside "
+                 "the domain filter itself; `country` is ignored. Served by the `searxng` search "
+                 "adapter.",
+    },
+    "serper": {
+        "adapter": "serper",
+        "auth": "x_api_key",
+        "base_url": "https://google.serper.dev",
+        "endpoints": ["search"],
+        "model_prefixes": [],
+        "notes": "Checked against Serper's API docs: `POST {base_url}/search` with an `X-API-KEY` "
+                 "header (the reference said bearer), body `q`, `num` (1-100), `gl` (lower-case "
+                 "country); Google results in `organic[]` (`title`, `link`, `snippet`, `date`). The "
+                 "domain filter becomes `site:` operators in `q`; a bad key is a 403 `{message, "
+                 "statusCode}`. Served by the `serper` search adapter.",
+    },
+    "tavily": {
+        "adapter": "tavily",
+        "auth": "bearer",
+        "base_url": "https://api.tavily.com",
+        "endpoints": ["search"],
+        "model_prefixes": [],
+        "notes": "Checked against Tavily's API reference: `POST https://api.tavily.com/search` (the "
+                 "reference's `/v1` base does not exist) with `Authorization: Bearer`; "
+                 "`max_results` (0-20), `include_domains`/`exclude_domains`, `topic`, "
+                 "`search_depth`, and `country` as a lowercase English country name (general topic "
+                 "only); errors are `{detail: {error}}`, with 432/433 for plan limits. Served by the "
+                 "`tavily` search adapter (model `tavily/search`, `tavily/news`, ...).",
+    },
     "amazon_nova": {
         "adapter": "openai",
         "endpoints": ["chat", "responses"],
@@ -750,19 +983,27 @@ def build(reference: dict) -> tuple[list[dict], list[dict]]:
     refs = reference["providers"]
     names = [p["name"] for p in refs]
     complex_set = set(reference["complex_providers"])
-    unknown = set(OVERRIDES) - set(names)
+    # Entries marked "added" are this project's own providers, absent from the
+    # reference; they carry every field themselves and go after its entries.
+    added = sorted(n for n, o in OVERRIDES.items() if o.get("added"))
+    unknown = set(OVERRIDES) - set(names) - set(added)
     if unknown:
         sys.exit(f"overrides for providers not in the reference: {sorted(unknown)}")
+    clashing = set(added) & set(names)
+    if clashing:
+        sys.exit(f"providers marked added are in the reference: {sorted(clashing)}")
     missing = {n for n in complex_set if "adapter" not in OVERRIDES.get(n, {})}
     if missing:
         sys.exit(f"complex providers without an explicit adapter override: {sorted(missing)}")
 
     derived, final = [], []
-    for ref in refs:
+    extra = [{"name": n, "display_name": OVERRIDES[n]["display_name"]} for n in added]
+    for ref in refs + extra:
         base = derive(ref, names, complex_set)
         entry = dict(base)
         for k, v in OVERRIDES.get(ref["name"], {}).items():
             entry[k] = list(v) if isinstance(v, list) else v
+        entry.pop("added", None)
         unknown_eps = set(entry["endpoints"]) - set(ENDPOINTS)
         if unknown_eps:
             sys.exit(f"{ref['name']}: unknown endpoints {sorted(unknown_eps)}")
@@ -844,7 +1085,7 @@ def render_toml(entries: list[dict]) -> str:
 
 # Native adapters this build has (crates/providers/src/adapters/mod.rs, native());
 # tests/registry.rs checks the doc against that function.
-IMPLEMENTED_NATIVE = {"anthropic", "azure_ai", "azure_openai", "bedrock", "cohere", "gemini"}
+IMPLEMENTED_NATIVE = {"anthropic", "azure_ai", "azure_openai", "bedrock", "brave", "cohere", "deepgram", "elevenlabs", "exa", "firecrawl", "gemini", "jina", "linkup", "mistral", "ollama", "sagemaker", "searxng", "serper", "stability", "tavily", "vertex_ai", "voyage", "watsonx"}
 
 
 def status(e: dict) -> str:
@@ -902,7 +1143,9 @@ def render_doc(entries: list[dict]) -> str:
         "on the model in the config.",
         f"- **routable (native adapter)** ({native_done}): requests, responses and streams are "
         "translated to and from the provider's own API (Anthropic Messages, Gemini, Azure OpenAI and "
-        "AI Foundry, Bedrock Converse with SigV4, Cohere v2), each tested against a provider-faithful "
+        "AI Foundry, Bedrock Converse with SigV4, Cohere v2, Vertex AI Gemini and Claude with "
+        "service-account OAuth2 tokens, watsonx.ai chat with IAM tokens, SageMaker chat endpoints with "
+        "SigV4, Ollama's native chat API), each tested against a provider-faithful "
         "fake and through the official openai SDK.",
         f"- **native adapter pending** ({native}): the provider needs request/response translation or "
         "non-static auth (SigV4, OAuth, IAM). The proxy rejects these at config load with a clear "
@@ -921,7 +1164,9 @@ def render_doc(entries: list[dict]) -> str:
         "",
         "Auth styles: `bearer` = `Authorization: Bearer <key>`; `x_api_key` = `x-api-key: <key>`; "
         "`api_key` = `api-key: <key>`; `x_goog_api_key` = `x-goog-api-key: <key>`; `sigv4` = AWS "
-        "Signature V4; `oauth` = short-lived token from an OAuth/IAM exchange; `none` = no key.",
+        "Signature V4; `oauth` = short-lived token from an OAuth/IAM exchange; "
+        "`x_subscription_token` = `X-Subscription-Token: <key>`; `token` = `Authorization: Token <key>`; "
+        "`xi_api_key` = `xi-api-key: <key>`; `none` = no key.",
         "",
         "| name | display name | adapter | auth | key env var | base URL | endpoints | model prefixes | status in this build |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -943,11 +1188,46 @@ def render_doc(entries: list[dict]) -> str:
             cell(", ".join(f"`{p}`" for p in e["model_prefixes"])),
             cell(status(e)),
         ]) + " |")
+    out += render_search_section(entries)
     out += ["", "## Notes", ""]
     for e in entries:
         out.append(f"- **`{e['name']}`**: {e['notes']}")
     out.append("")
     return "\n".join(out)
+
+
+def render_search_section(entries: list[dict]) -> list[str]:
+    """The providers that serve `POST /v1/search`, and how each is reached."""
+    native = [e for e in entries if "search" in e["endpoints"] and e["adapter"] in IMPLEMENTED_NATIVE]
+    forwarded = [e for e in entries if "search" in e["endpoints"] and e["adapter"] == "openai"]
+    out = [
+        "",
+        "## Search",
+        "",
+        "`POST /v1/search` (request and response: [endpoints.md](endpoints.md#search)) is served by "
+        "these providers' native search adapters, which translate the OpenAI-style request "
+        "(`query`, `max_results`, `search_domain_filter`, `country`) to each API and normalise the "
+        "results to `{title, url, snippet, date}`. The part of the model id after the provider "
+        "selects a mode where the provider has one; any other id uses the provider's defaults.",
+        "",
+        "| provider | name | adapter | auth | base URL | example model |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    # Rows lead with the display name: tests/registry.rs counts rows starting
+    # "| `" as the provider table's.
+    for e in native:
+        prefix = e["model_prefixes"][0] if e["model_prefixes"] else f"{e['name']}/"
+        base = e["base_url"] or "(set `base_url`)"
+        if e["base_url"]:
+            base = f"`{base}`"
+        out.append(f"| {cell(e['display_name'])} | `{e['name']}` | `{e['adapter']}` | `{e['auth']}` | "
+                   f"{cell(base)} | `{prefix}search` |")
+    if forwarded:
+        names = ", ".join(f"`{e['name']}`" for e in forwarded)
+        out += ["", f"Forwarded unchanged to `{{base_url}}/search` (OpenAI-compatible providers that "
+                    f"list `search`): {names}. Every other provider refuses `/v1/search` with 400 "
+                    "`endpoint_not_supported` before anything is sent."]
+    return out
 
 
 def changes(derived: list[dict], final: list[dict]) -> str:

@@ -528,3 +528,107 @@ def cohere_client(cohere_proxy: Proxy):
     )
     yield client
     client.close()
+
+
+# ------------------------------------------------------------------ shared by the provider suites
+
+
+@contextlib.contextmanager
+def reported(fixture: str, *logs: Path) -> Iterator[None]:
+    """While open, a failing test that uses ``fixture`` gets the tails of ``logs``."""
+    _FIXTURE_LOGS[fixture] = list(logs)
+    try:
+        yield
+    finally:
+        _FIXTURE_LOGS.pop(fixture, None)
+
+
+@contextlib.contextmanager
+def run_reported_fake(workdir: Path, provider: str, api_key: str) -> Iterator[FakeProvider]:
+    """``_run_fake`` for the fixture ``fake_<provider>``, its stderr in failure reports."""
+    with _run_fake(workdir, provider, api_key) as fake:
+        with reported(f"fake_{provider}", fake.stderr_log):
+            yield fake
+
+
+@contextlib.contextmanager
+def run_reported_proxy(
+    workdir: Path, name: str, config: Callable[[int], str], fixture: str
+) -> Iterator[Proxy]:
+    """``_run_proxy`` for ``fixture``, its logs in failure reports."""
+    with _run_proxy(workdir, name, config) as p:
+        with reported(fixture, p.stderr_log, p.stdout_log):
+            yield p
+
+
+def config_head(port: int, body_limit: bool = False) -> str:
+    """A test proxy's ``[general]`` (the master key; ``max_retries = 0``, so a
+    translation error surfaces rather than being retried away) and ``[server]``
+    (loopback ``port``; with ``body_limit``, the suite's body limit)."""
+    limit = f"body_limit_bytes = {BODY_LIMIT_BYTES}\n" if body_limit else ""
+    return f"""\
+[general]
+master_key = "{MASTER_KEY}"
+max_retries = 0
+
+[server]
+host = "127.0.0.1"
+port = {port}
+{limit}"""
+
+
+def model_block(name: str, provider_model: str, base_url: str, api_key: str) -> str:
+    """One ``[[models]]`` entry."""
+    return (
+        f'\n[[models]]\nname = "{name}"\nprovider_model = "{provider_model}"\n'
+        f'base_url = "{base_url}"\napi_key = "{api_key}"\n'
+    )
+
+
+@contextlib.contextmanager
+def sdk_client(proxy: Proxy) -> Iterator[openai.OpenAI]:
+    """The official SDK against ``proxy`` with the master key and no retries."""
+    client = openai.OpenAI(base_url=proxy.api_base, api_key=MASTER_KEY, max_retries=0, timeout=30.0)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def master_http(base_url: str) -> Iterator[httpx.Client]:
+    """httpx against ``base_url`` with the master key as a bearer token."""
+    with httpx.Client(
+        base_url=base_url,
+        headers={"Authorization": f"Bearer {MASTER_KEY}"},
+        timeout=30.0,
+        trust_env=False,
+    ) as client:
+        yield client
+
+
+class NewRequests:
+    """The requests a fake receives from now on, each passed to ``check`` first."""
+
+    def __init__(self, fake: Any, check: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.fake = fake
+        self.check = check
+        self.before = len(fake.requests())
+
+    def new(self) -> list[dict[str, Any]]:
+        reqs = self.fake.requests()[self.before :]
+        if self.check is not None:
+            for req in reqs:
+                self.check(req)
+        return reqs
+
+    def only(self) -> dict[str, Any]:
+        reqs = self.new()
+        assert len(reqs) == 1, [(r["method"], r["path"]) for r in reqs]
+        return reqs[0]
+
+
+def post_fault(fake: Any, body: dict[str, Any], status: int) -> None:
+    """Queues a fault at the fake's ``POST /__fault``, which answers ``status``."""
+    r = httpx.post(f"{fake.root}/__fault", json=body, timeout=10.0, trust_env=False)
+    assert r.status_code == status, r.text

@@ -204,7 +204,7 @@ impl FakeAnthropic {
 // HTTP
 // ---------------------------------------------------------------------------
 
-fn respond(status: u16, content_type: &'static str, body: Body) -> Response {
+pub(crate) fn respond(status: u16, content_type: &'static str, body: Body) -> Response {
     let mut r = Response::new(body);
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = r.headers_mut();
@@ -219,7 +219,7 @@ fn respond(status: u16, content_type: &'static str, body: Body) -> Response {
     r
 }
 
-fn error_response(status: u16, error_type: &str, message: &str) -> Response {
+pub(crate) fn error_response(status: u16, error_type: &str, message: &str) -> Response {
     respond(
         status,
         "application/json",
@@ -373,7 +373,7 @@ fn extra_keys(obj: &Map<String, Value>, allowed: &[&str], path: &str) -> Result<
     }
 }
 
-fn validate(body: &Value) -> Result<(), String> {
+pub(crate) fn validate(body: &Value) -> Result<(), String> {
     let obj = body
         .as_object()
         .ok_or("body: Input should be a valid dictionary")?;
@@ -868,7 +868,7 @@ enum ReplyBlock {
 }
 
 #[derive(Clone, Debug)]
-struct Reply {
+pub(crate) struct Reply {
     id: String,
     model: String,
     blocks: Vec<ReplyBlock>,
@@ -895,7 +895,7 @@ impl Reply {
         })
     }
 
-    fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let content: Vec<Value> = self
             .blocks
             .iter()
@@ -1076,7 +1076,7 @@ fn last_user(body: &Value) -> LastUser {
     out
 }
 
-fn plan_reply(body: &Value, n: u64) -> Reply {
+pub(crate) fn plan_reply(body: &Value, n: u64) -> Reply {
     let model = body
         .get("model")
         .and_then(Value::as_str)
@@ -1236,7 +1236,7 @@ fn pieces(s: &str, size: usize) -> Vec<&str> {
     out
 }
 
-fn stream_events(reply: &Reply, fault: Option<&Fault>) -> Vec<Bytes> {
+pub(crate) fn stream_events(reply: &Reply, fault: Option<&Fault>) -> Vec<Bytes> {
     let mut out = Vec::new();
     let mut start = reply.to_json();
     if let Some(m) = start.as_object_mut() {

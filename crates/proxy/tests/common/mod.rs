@@ -305,3 +305,41 @@ pub fn assert_master_key_absent(headers: &reqwest::header::HeaderMap) {
         );
     }
 }
+
+/// POSTs `body` as JSON to `path` with the master key.
+pub async fn post_master(p: &TestProxy, path: &str, body: &serde_json::Value) -> reqwest::Response {
+    client()
+        .post(p.url(path))
+        .bearer_auth(MASTER)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A base64 embedding (standard alphabet, padded, as OpenAI encodes them) as
+/// the `f32` values it packs, little-endian; decoded here, not by a library the
+/// proxy might share.
+pub fn base64_f32(s: &str) -> Vec<f32> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let mut bytes = Vec::new();
+    for chunk in s.trim_end_matches('=').as_bytes().chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, c)| n | u32::from(value(*c)) << (18 - 6 * i));
+        bytes.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    assert_eq!(bytes.len() % 4, 0, "{s}");
+    bytes
+        .chunks(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
