@@ -139,6 +139,7 @@ OVERRIDES: dict[str, dict] = {
     "vertex_ai": {
         "adapter": "vertex_ai",
         "auth": "oauth",
+        "endpoints": ["chat", "embeddings"],
         "base_url": "https://{location}-aiplatform.googleapis.com/v1/projects/{project}/locations/{location}",
         "notes": "Checked against Google Cloud docs: calls need a short-lived OAuth2 access token "
                  "(scope cloud-platform); prediction endpoints reject API keys. The `vertex_ai` "
@@ -150,7 +151,10 @@ OVERRIDES: dict[str, dict] = {
                  "{model}:rawPredict`, `:streamRawPredict`; the Messages body with "
                  "`anthropic_version: vertex-2023-10-16` and no `model`); every other model to "
                  "Google's (`.../publishers/google/models/{model}:generateContent`, "
-                 "`:streamGenerateContent?alt=sse`). Application default credentials from a "
+                 "`:streamGenerateContent?alt=sse`). `/v1/embeddings` is `:predict` on Google's "
+                 "text-embedding models (one instance per input, `dimensions` as "
+                 "`outputDimensionality`, usage from `statistics.token_count`); images, audio and "
+                 "OCR are not translated. Application default credentials from a "
                  "metadata server or `gcloud` user logins are not supported. Vertex also has an "
                  "OpenAI-compatible `.../endpoints/openapi/chat/completions`; it is not used.",
     },
@@ -217,6 +221,7 @@ OVERRIDES: dict[str, dict] = {
     "bedrock": {
         "adapter": "bedrock",
         "auth": "sigv4",
+        "endpoints": ["chat", "embeddings"],
         "base_url": "https://bedrock-runtime.{region}.amazonaws.com",
         "notes": "Checked against AWS docs: Bedrock Runtime (Converse / InvokeModel, model id in the "
                  "URL path) signed with AWS SigV4 (service `bedrock`) from AWS_ACCESS_KEY_ID, "

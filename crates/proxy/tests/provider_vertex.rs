@@ -35,6 +35,7 @@ fn config(fake: &FakeVertex) -> String {
     fake_proxy_config(&[
         model_block("gem", GEMINI, fake, &creds, ""),
         model_block("claude", CLAUDE, fake, &creds, ""),
+        model_block("vemb", "text-embedding-005", fake, &creds, ""),
     ])
 }
 
@@ -450,4 +451,52 @@ async fn missing_project_location_or_credentials_fail_at_startup_naming_the_fiel
         assert!(err.contains(field), "{field}: {err}");
         assert!(!err.contains("BEGIN PRIVATE KEY"), "{err}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embeddings_on_vertex_keep_input_order_and_report_token_counts() {
+    let (fake, proxy) = setup().await;
+    let resp = client()
+        .post(proxy.url("/v1/embeddings"))
+        .bearer_auth(MASTER)
+        .json(&json!({"model": "vemb", "input": ["alpha", "be ta", "c"], "dimensions": 3}))
+        .send()
+        .await
+        .unwrap();
+    let v = json_ok(resp).await;
+    let data = v["data"].as_array().unwrap();
+    assert_eq!(data.len(), 3);
+    for (i, (item, text)) in data.iter().zip(["alpha", "be ta", "c"]).enumerate() {
+        assert_eq!(item["index"], i);
+        assert_eq!(item["embedding"], json!(vertex::embedding_for(text, i)));
+    }
+    assert_eq!(v["usage"]["prompt_tokens"], 4, "1 + 2 + 1 tokens");
+    assert_eq!(v["model"], "vemb");
+    let seen = &fake.requests()[0];
+    assert_eq!(
+        seen.path,
+        path_for("google", "text-embedding-005", "predict")
+    );
+    assert_eq!(seen.body["parameters"]["outputDimensionality"], 3);
+    assert_eq!(seen.body["instances"][2]["content"], "c");
+    assert_upstream_auth(&fake);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embeddings_base64_on_vertex_decode_to_the_same_floats() {
+    let (_fake, proxy) = setup().await;
+    let resp = client()
+        .post(proxy.url("/v1/embeddings"))
+        .bearer_auth(MASTER)
+        .json(&json!({"model": "vemb", "input": "alpha", "encoding_format": "base64"}))
+        .send()
+        .await
+        .unwrap();
+    let v = json_ok(resp).await;
+    let decoded = base64_f32(v["data"][0]["embedding"].as_str().unwrap());
+    let want: Vec<f32> = vertex::embedding_for("alpha", 0)
+        .iter()
+        .map(|x| *x as f32)
+        .collect();
+    assert_eq!(decoded, want);
 }

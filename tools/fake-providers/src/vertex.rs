@@ -491,6 +491,7 @@ fn google(
     let stream = match action {
         "generateContent" => false,
         "streamGenerateContent" => true,
+        "predict" => return predict_embeddings(s, model, &req),
         _ => return gemini::error(404, "The requested URL was not found on this server."),
     };
     if !gemini::known_model(model) {
@@ -538,6 +539,111 @@ fn google(
         frames.pop();
     }
     gemini::sse_response(frames)
+}
+
+/// Google's text-embedding models on Vertex, as the `:predict` reference
+/// documents them.
+const EMBEDDING_MODELS: &[&str] = &[
+    "text-embedding-005",
+    "text-multilingual-embedding-002",
+    "gemini-embedding-001",
+];
+const TASK_TYPES: &[&str] = &[
+    "RETRIEVAL_QUERY",
+    "RETRIEVAL_DOCUMENT",
+    "SEMANTIC_SIMILARITY",
+    "CLASSIFICATION",
+    "CLUSTERING",
+    "QUESTION_ANSWERING",
+    "FACT_VERIFICATION",
+    "CODE_RETRIEVAL_QUERY",
+];
+
+/// A deterministic vector for `text`, so tests can check order: its length,
+/// its first byte, and the position it was given at.
+pub fn embedding_for(text: &str, position: usize) -> Vec<f64> {
+    vec![
+        text.len() as f64,
+        f64::from(text.bytes().next().unwrap_or(0)),
+        position as f64,
+    ]
+}
+
+/// `POST …/publishers/google/models/{model}:predict` for text embeddings.
+fn predict_embeddings(s: &Shared, model: &str, req: &Value) -> Response {
+    if !EMBEDDING_MODELS.contains(&model) {
+        return gemini::error(
+            404,
+            &format!(
+                "Publisher Model `projects/{}/locations/{}/publishers/google/models/{model}` not found.",
+                s.project, s.location
+            ),
+        );
+    }
+    let Some(obj) = req.as_object() else {
+        return gemini::error(400, "Invalid JSON payload received.");
+    };
+    if let Some(unknown) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "instances" | "parameters"))
+    {
+        return gemini::error(
+            400,
+            &format!(
+                "Invalid JSON payload received. Unknown name \"{unknown}\": Cannot find field."
+            ),
+        );
+    }
+    let Some(instances) = obj
+        .get("instances")
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
+    else {
+        return gemini::error(400, "instances must be a non-empty list.");
+    };
+    let mut predictions = Vec::with_capacity(instances.len());
+    for (i, instance) in instances.iter().enumerate() {
+        let Some(fields) = instance.as_object() else {
+            return gemini::error(400, "Each instance must be an object.");
+        };
+        if let Some(unknown) = fields
+            .keys()
+            .find(|k| !matches!(k.as_str(), "content" | "task_type" | "title"))
+        {
+            return gemini::error(400, &format!("Unknown field in instance: {unknown}."));
+        }
+        let Some(content) = fields.get("content").and_then(Value::as_str) else {
+            return gemini::error(400, "Each instance needs a string `content`.");
+        };
+        if let Some(task) = fields.get("task_type") {
+            if !task.as_str().is_some_and(|t| TASK_TYPES.contains(&t)) {
+                return gemini::error(400, &format!("Invalid task_type: {task}."));
+            }
+        }
+        let tokens = content.split_whitespace().count().max(1);
+        predictions.push(json!({
+            "embeddings": {
+                "values": embedding_for(content, i),
+                "statistics": {"token_count": tokens as f64, "truncated": false}
+            }
+        }));
+    }
+    if let Some(params) = obj.get("parameters") {
+        let ok = params.as_object().is_some_and(|p| {
+            p.iter().all(|(k, v)| match k.as_str() {
+                "outputDimensionality" => v.as_u64().is_some_and(|d| (1..=3072).contains(&d)),
+                "autoTruncate" => v.is_boolean(),
+                _ => false,
+            })
+        });
+        if !ok {
+            return gemini::error(400, "Invalid `parameters` for a text embedding model.");
+        }
+    }
+    gemini::json_response(
+        StatusCode::OK,
+        &json!({"predictions": predictions, "metadata": {"billableCharacterCount": 0}}),
+    )
 }
 
 fn claude(

@@ -15,18 +15,30 @@
 //!   (`:streamGenerateContent?alt=sse`), with the Gemini API's request and
 //!   response bodies.
 //!
+//! Embeddings (`/v1/embeddings`) use Google's text-embedding models through
+//! `POST {base}/publishers/google/models/{model}:predict` with one
+//! `instances[]` entry (`content`, optional `task_type` / `title`) per input,
+//! in the client's order, and `parameters.outputDimensionality` from OpenAI
+//! `dimensions`; each of `predictions[].embeddings` carries `values` and
+//! `statistics.token_count`, whose sum is the usage.
+//!
 //! The translation itself is the Gemini and Anthropic adapters'; this module
 //! only chooses between them and builds the Vertex paths. Auth is an OAuth2
 //! access token the gateway obtains for the service account and sends as
 //! `Authorization: Bearer`; adapters never do I/O.
 
 use super::anthropic::{self, AnthropicAdapter};
+use super::common::bad_upstream;
+use super::embeddings::{self, EmbeddingsRequest};
 use super::gemini::{self, GeminiAdapter};
-use super::{ChatAdapter, ChatContext, StreamTranslator, UpstreamRequest};
+use super::{
+    ChatAdapter, ChatContext, EndpointRequest, StreamTranslator, Translated, UpstreamRequest,
+    UpstreamTarget,
+};
 use bytes::Bytes;
 use http::Method;
-use liter_llm_protocol::{ApiError, ErrorKind};
-use serde_json::Value;
+use liter_llm_protocol::{ApiError, Endpoint, ErrorKind};
+use serde_json::{json, Map, Value};
 
 /// The `anthropic_version` Vertex AI requires in Claude request bodies.
 pub const VERTEX_ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
@@ -124,6 +136,88 @@ fn anthropic_request(
     })
 }
 
+/// The `:predict` body for Google's text-embedding models.
+fn embedding_instances(req: &EmbeddingsRequest) -> Result<Value, ApiError> {
+    let task_type = req.extension("task_type")?;
+    let title = req.extension("title")?;
+    let instances: Vec<Value> = req
+        .inputs
+        .iter()
+        .map(|text| {
+            let mut instance = Map::new();
+            instance.insert("content".into(), Value::from(text.as_str()));
+            if let Some(t) = task_type {
+                instance.insert("task_type".into(), Value::from(t));
+            }
+            if let Some(t) = title {
+                instance.insert("title".into(), Value::from(t));
+            }
+            Value::Object(instance)
+        })
+        .collect();
+    let mut body = json!({ "instances": instances });
+    if let Some(d) = req.dimensions {
+        body["parameters"] = json!({ "outputDimensionality": d });
+    }
+    Ok(body)
+}
+
+fn embeddings_request(
+    call: &EndpointRequest<'_>,
+    ctx: &ChatContext<'_>,
+) -> Result<UpstreamRequest, ApiError> {
+    let model = checked_model(ctx.upstream_model)?;
+    if publisher(model) == Publisher::Anthropic {
+        return Err(ApiError::invalid_request(format!(
+            "vertex_ai: `{model}` is a Claude model; Claude has no embeddings"
+        ))
+        .with_param("model")
+        .with_code("endpoint_not_supported"));
+    }
+    let req = embeddings::parse_request(call.body, "vertex_ai")?;
+    Ok(UpstreamRequest {
+        method: Method::POST,
+        path: format!("/publishers/google/models/{model}:predict"),
+        headers: Vec::new(),
+        content_type: None,
+        body: encode(&embedding_instances(&req)?)?,
+    })
+}
+
+fn embeddings_response(
+    call: &EndpointRequest<'_>,
+    upstream_body: &[u8],
+    ctx: &ChatContext<'_>,
+) -> Result<Translated, ApiError> {
+    let expected = embeddings::expected(call.body);
+    let v: Value = serde_json::from_slice(upstream_body).map_err(|_| {
+        bad_upstream("vertex_ai: the upstream answered 200 with a body that is not JSON")
+    })?;
+    let predictions = v
+        .get("predictions")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad_upstream("vertex_ai: the answer has no `predictions` array"))?;
+    let mut vectors = Vec::with_capacity(predictions.len());
+    let mut tokens: Option<u64> = None;
+    for (i, p) in predictions.iter().enumerate() {
+        let e = p.get("embeddings");
+        vectors.push(embeddings::vector(
+            e.and_then(|e| e.get("values")),
+            "vertex_ai",
+            &format!("predictions[{i}].embeddings.values"),
+        )?);
+        if let Some(n) = e
+            .and_then(|e| e.get("statistics"))
+            .and_then(|s| s.get("token_count"))
+            .and_then(Value::as_f64)
+        {
+            *tokens.get_or_insert(0) += n as u64;
+        }
+    }
+    embeddings::check_count(&expected, vectors.len(), "vertex_ai")?;
+    embeddings::openai_list(vectors, expected.encoding, ctx.requested_model, tokens)
+}
+
 /// Anthropic's errors say `"type": "error"`; Google's envelope (which Vertex's
 /// front end also uses for Claude requests it rejects itself) does not.
 fn is_anthropic_error(body: &[u8]) -> bool {
@@ -158,6 +252,34 @@ impl ChatAdapter for VertexAiAdapter {
         match publisher(ctx.upstream_model) {
             Publisher::Google => GeminiAdapter.chat_stream(ctx),
             Publisher::Anthropic => AnthropicAdapter.chat_stream(ctx),
+        }
+    }
+
+    fn offers(&self, endpoint: Endpoint) -> bool {
+        matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Embeddings)
+    }
+
+    fn endpoint_request(
+        &self,
+        req: &EndpointRequest<'_>,
+        ctx: &ChatContext<'_>,
+        _target: &UpstreamTarget<'_>,
+    ) -> Result<UpstreamRequest, ApiError> {
+        match req.endpoint {
+            Endpoint::Embeddings => embeddings_request(req, ctx),
+            other => Err(super::not_offered(other)),
+        }
+    }
+
+    fn endpoint_response_for(
+        &self,
+        req: &EndpointRequest<'_>,
+        upstream_body: &[u8],
+        ctx: &ChatContext<'_>,
+    ) -> Result<Translated, ApiError> {
+        match req.endpoint {
+            Endpoint::Embeddings => embeddings_response(req, upstream_body, ctx),
+            other => Err(super::not_offered(other)),
         }
     }
 
@@ -196,6 +318,73 @@ mod tests {
 
     fn hi() -> Value {
         json!({"model": "vx", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50})
+    }
+
+    fn embed_call(body: &Value) -> Vec<u8> {
+        body.to_string().into_bytes()
+    }
+
+    #[test]
+    fn embeddings_use_predict_with_one_instance_per_input_in_order() {
+        let body = embed_call(&json!({
+            "model": "emb", "input": ["first", "second"], "dimensions": 256, "task_type": "RETRIEVAL_QUERY"
+        }));
+        let call = EndpointRequest {
+            endpoint: Endpoint::Embeddings,
+            body: &body,
+            content_type: None,
+        };
+        let options = super::super::ProviderOptions::default();
+        let target = UpstreamTarget {
+            base_url: "",
+            options: &options,
+        };
+        let up = VertexAiAdapter
+            .endpoint_request(&call, &ctx("text-embedding-005", false), &target)
+            .unwrap();
+        assert_eq!(
+            up.path,
+            "/publishers/google/models/text-embedding-005:predict"
+        );
+        let sent: Value = serde_json::from_slice(&up.body).unwrap();
+        assert_eq!(sent["instances"][0]["content"], "first");
+        assert_eq!(sent["instances"][1]["content"], "second");
+        assert_eq!(sent["instances"][1]["task_type"], "RETRIEVAL_QUERY");
+        assert_eq!(sent["parameters"]["outputDimensionality"], 256);
+        let answer = json!({"predictions": [
+            {"embeddings": {"values": [0.5, 1.0], "statistics": {"token_count": 2.0, "truncated": false}}},
+            {"embeddings": {"values": [0.25, 2.0], "statistics": {"token_count": 3.0, "truncated": false}}}
+        ]});
+        let out = VertexAiAdapter
+            .endpoint_response_for(
+                &call,
+                answer.to_string().as_bytes(),
+                &ctx("text-embedding-005", false),
+            )
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.body).unwrap();
+        assert_eq!(v["data"][1]["embedding"], json!([0.25, 2.0]));
+        assert_eq!(v["data"][1]["index"], 1);
+        assert_eq!(v["usage"]["prompt_tokens"], 5);
+    }
+
+    #[test]
+    fn claude_has_no_embeddings() {
+        let body = embed_call(&json!({"model": "c", "input": "x"}));
+        let call = EndpointRequest {
+            endpoint: Endpoint::Embeddings,
+            body: &body,
+            content_type: None,
+        };
+        let options = super::super::ProviderOptions::default();
+        let target = UpstreamTarget {
+            base_url: "",
+            options: &options,
+        };
+        let e = VertexAiAdapter
+            .endpoint_request(&call, &ctx("claude-sonnet-4-5@20250929", false), &target)
+            .unwrap_err();
+        assert_eq!(e.code.as_deref(), Some("endpoint_not_supported"));
     }
 
     #[test]
