@@ -18,6 +18,9 @@ fn now_ms() -> u64 {
     ORIGIN.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
 
+/// The longest cooldown an upstream's `Retry-After` can impose.
+pub const MAX_HINTED_COOLDOWN: Duration = Duration::from_secs(300);
+
 /// How failures turn into cooldown.
 #[derive(Debug, Clone, Copy)]
 pub struct CooldownPolicy {
@@ -222,7 +225,10 @@ impl DeploymentState {
         }
         let was_probe = self.probing.swap(false, Ordering::AcqRel);
         let cool_for = match retry_after {
-            Some(d) => Some(d),
+            // A provider's hint is trusted only so far: a day-long (or absurd)
+            // Retry-After would bench the deployment with no way back but a
+            // restart, so after the cap a half-open probe asks again.
+            Some(d) => Some(d.min(MAX_HINTED_COOLDOWN)),
             None if was_probe => Some(policy.duration),
             None => {
                 let now = Instant::now();
@@ -239,8 +245,9 @@ impl DeploymentState {
         };
         match cool_for {
             Some(d) => {
+                let for_ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
                 self.cooldown_until_ms
-                    .store(now_ms() + d.as_millis().max(1) as u64, Ordering::Relaxed);
+                    .store(now_ms().saturating_add(for_ms), Ordering::Relaxed);
                 self.failures
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -393,4 +400,20 @@ fn weighted_order(candidates: &[Arc<Deployment>], pool: &[usize]) -> Vec<usize> 
         order.push(remaining.remove(chosen));
     }
     order
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_retry_after_cools_for_the_cap_not_forever() {
+        let state = DeploymentState::default();
+        let policy = CooldownPolicy::default();
+        assert!(state.record_failure(&policy, Some(Duration::from_secs(u64::MAX / 2))));
+        let left = state.cooldown_remaining().unwrap();
+        assert!(left <= MAX_HINTED_COOLDOWN, "{left:?}");
+        assert!(left > MAX_HINTED_COOLDOWN - Duration::from_secs(5), "{left:?}");
+    }
 }

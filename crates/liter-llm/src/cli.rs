@@ -222,7 +222,7 @@ fn print_providers() -> anyhow::Result<()> {
             [
                 p.name.clone(),
                 p.endpoints.join(","),
-                format!("{:?}", p.auth).to_lowercase(),
+                p.auth.as_str().to_string(),
                 p.env_var.clone().unwrap_or_else(|| "-".into()),
                 p.adapter.as_str().to_string(),
             ]
@@ -244,12 +244,19 @@ fn print_providers() -> anyhow::Result<()> {
                 s.push_str(&format!("{c:<w$}  "));
             }
         }
-        println!("{}", s.trim_end());
+        let mut s = s.trim_end().to_string();
+        s.push('\n');
+        s
     };
-    line(header);
+    let mut out = line(header);
     for r in &rows {
-        line([&r[0], &r[1], &r[2], &r[3], &r[4]]);
+        out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
     }
-    println!("\n{} providers", registry.len());
-    Ok(())
+    out.push_str(&format!("\n{} providers\n", registry.len()));
+    // `liter-llm providers | head` closes the pipe early; that is the reader's
+    // choice, not an error worth a panic (println! would panic on EPIPE).
+    match std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(Into::into),
+    }
 }

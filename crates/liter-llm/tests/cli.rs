@@ -291,4 +291,24 @@ fn providers_command_prints_the_registry() {
         "{stdout}"
     );
     assert!(stdout.contains("144 providers"), "{stdout}");
+    let brave = stdout.lines().find(|l| l.starts_with("brave ")).unwrap();
+    assert!(brave.contains("x_subscription_token"), "{brave}");
+}
+
+#[test]
+fn providers_output_piped_into_a_closed_reader_is_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = cmd(dir.path())
+        .arg("providers")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Hang up before the child writes (it is still starting), as a reader
+    // that exits early does: every write then fails with EPIPE.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{:?} {stderr}", out.status);
 }

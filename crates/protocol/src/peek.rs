@@ -212,7 +212,10 @@ pub fn peek_request(body: &[u8], req: Requirements) -> Result<RequestPeek<'_>, P
     if req.input {
         match raw.input.map(|r| r.get().trim()) {
             None | Some("null") => return Err(PeekError::MissingField("input")),
-            Some("\"\"") | Some("[]") => return Err(PeekError::Empty("input")),
+            Some("\"\"") => return Err(PeekError::Empty("input")),
+            Some(v) if v.starts_with('[') && v[1..v.len() - 1].trim().is_empty() => {
+                return Err(PeekError::Empty("input"))
+            }
             Some(v) if !(v.starts_with('"') || v.starts_with('[')) => {
                 return Err(PeekError::WrongType {
                     field: "input",
@@ -269,6 +272,23 @@ pub fn rewrite_model(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_embedding_input_is_refused_however_it_is_spaced() {
+        for body in [
+            r#"{"model":"m","input":""}"#,
+            r#"{"model":"m","input":[]}"#,
+            r#"{"model":"m","input":[ ]}"#,
+            "{\"model\":\"m\",\"input\":[\n]}",
+        ] {
+            assert_eq!(
+                peek_request(body.as_bytes(), Requirements::EMBEDDINGS).err(),
+                Some(PeekError::Empty("input")),
+                "{body}"
+            );
+        }
+        assert!(peek_request(br#"{"model":"m","input":[" "]}"#, Requirements::EMBEDDINGS).is_ok());
+    }
 
     fn peek(s: &str) -> Result<RequestPeek<'_>, PeekError> {
         peek_request(s.as_bytes(), Requirements::CHAT)

@@ -31,5 +31,9 @@ pub fn build_client(opts: &ClientOptions) -> Result<reqwest::Client, reqwest::Er
         .pool_idle_timeout(opts.pool_idle_timeout)
         .pool_max_idle_per_host(opts.pool_max_idle_per_host)
         .user_agent(concat!("liter-llm/", env!("CARGO_PKG_VERSION")))
+        // A redirect would carry the provider key (x-api-key, api-key, ...) to
+        // wherever it points; reqwest strips only Authorization and cookies. No
+        // provider API redirects model calls, so a 3xx is answered, not followed.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
 }

@@ -334,6 +334,14 @@ pub fn check_upload(content_type: Option<&str>, body: &[u8]) -> Result<Upload, A
                 .ok_or_else(|| bad(name, format!("`{name}` must be UTF-8 text"))),
         }
     };
+    // Servers disagree on which of two same-named fields wins (many take the
+    // last), so a second `model` could pick an upstream model the allow-list
+    // never saw: refuse repeats of the fields routing and answers depend on.
+    for name in ["model", "response_format", "file"] {
+        if parts.iter().filter(|p| p.name == name).count() > 1 {
+            return Err(bad(name, format!("`{name}` appears more than once in the form")));
+        }
+    }
     let model_part = parts
         .iter()
         .find(|p| p.name == "model")
@@ -544,6 +552,14 @@ mod tests {
         assert_eq!(up.model, "whisper-1");
         assert_eq!(&body[up.model_span.0..up.model_span.1], b"whisper-1");
         assert!(!up.expects_json);
+    }
+
+    #[test]
+    fn a_second_model_field_is_refused() {
+        let body = b"--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\nRIFF\r\n--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nsecret-model\r\n--b--\r\n";
+        let e = check_upload(Some(CT), body).err().unwrap();
+        assert_eq!(e.param.as_deref(), Some("model"));
+        assert!(e.message.contains("more than once"), "{}", e.message);
     }
 
     #[test]
