@@ -73,7 +73,8 @@ JUNK_PREFIXES = {
 
 UNVERIFIED = "From the reference data; not independently checked."
 SELF_HOSTED_KEY = "A key is optional: it is sent as a Bearer token only when `api_key` is configured."
-SEARCH_ONLY = "A web search API, not an LLM endpoint; this build has no search adapter."
+SEARCH_ONLY = ("A web search API with no adapter in this build; `/v1/search` is served through "
+               "Tavily, Brave, Exa, Firecrawl, Serper, Linkup, SearXNG and Perplexity.")
 # A generic OpenAI-compatible server may serve any endpoint with an OpenAI-style shape,
 # OCR (Mistral's shape) included; web search has no such common shape.
 ALL_OPENAI_ENDPOINTS = list(ENDPOINTS)
@@ -112,9 +113,11 @@ OVERRIDES: dict[str, dict] = {
     "anthropic_text": {
         "adapter": "anthropic",
         "auth": "x_api_key",
-        "endpoints": ["completions"],
+        "endpoints": ["chat"],
         "notes": "Anthropic's legacy Text Completions API (`/v1/complete`), `x-api-key` + "
-                 "`anthropic-version` headers; only Claude 2-era models used it. The reference "
+                 "`anthropic-version` headers; only Claude 2-era models used it, and Anthropic has "
+                 "retired them. The `anthropic` adapter serves this name through the Messages API "
+                 "(chat completions); `/v1/completions` is refused with a 400. The reference "
                  "wrongly listed bearer auth.",
     },
     "gemini": {
@@ -281,7 +284,7 @@ OVERRIDES: dict[str, dict] = {
         "base_url": "https://{region}.ml.cloud.ibm.com",
         "env_var": "WATSONX_APIKEY",
         "requires_base_url": True,
-        "endpoints": ["chat", "embeddings"],
+        "endpoints": ["chat"],
         "notes": "Checked against IBM docs: the IBM Cloud API key (`api_key`, or WATSONX_APIKEY, "
                  "this project's name) is exchanged at https://iam.cloud.ibm.com/identity/token "
                  "(`watsonx_iam_url`) for a short-lived IAM bearer token, which the `watsonx` adapter "
@@ -298,7 +301,7 @@ OVERRIDES: dict[str, dict] = {
         "base_url": "https://{region}.ml.cloud.ibm.com",
         "env_var": "WATSONX_APIKEY",
         "requires_base_url": True,
-        "endpoints": ["completions"],
+        "endpoints": ["chat"],
         "notes": "watsonx.ai text generation (`/ml/v1/text/generation?version=...`) with an IAM token "
                  "exchanged from the IBM Cloud API key. The `watsonx` adapter translates chat "
                  "completions only (to the chat API, as for `watsonx`); legacy `/completions` "

@@ -51,3 +51,32 @@ fn builtin_registry_is_shared_and_complete() {
     assert_eq!(r.iter().count(), 144);
     assert!(r.get("groq").unwrap().offers("chat"));
 }
+
+/// For providers behind a native adapter, every model endpoint the registry
+/// lists is one the adapter translates: the docs and `liter-llm providers` must
+/// not advertise a route that answers `endpoint_not_supported`. (An adapter may
+/// do more than one provider name advertises: `azure_text` is Azure OpenAI for
+/// completions.)
+#[test]
+fn native_providers_list_only_model_endpoints_their_adapter_offers() {
+    use liter_llm_protocol::Endpoint;
+    let registry = Registry::builtin().unwrap();
+    let mut wrong = Vec::new();
+    for p in registry.iter() {
+        let Some(adapter) = adapters::native(p.adapter) else {
+            continue;
+        };
+        for e in Endpoint::ALL {
+            let listed = p.offers(e.registry_name());
+            let offered = adapter.offers(e);
+            if listed && !offered {
+                wrong.push(format!(
+                    "{}: `{}` listed={listed} offered={offered}",
+                    p.name,
+                    e.registry_name()
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

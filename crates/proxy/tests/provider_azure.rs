@@ -38,6 +38,13 @@ fn config(fake: &FakeAzure) -> String {
         ),
         fake_model("az-badkey", "azure/gpt-4o-prod", &base, "az-wrong-key", ""),
         fake_model("az-embed", "azure/embed-prod", &base, AZURE_KEY, ""),
+        fake_model(
+            "foundry-embed",
+            "azure_ai/Cohere-embed-v3-english",
+            &fake.models_base_url(),
+            AZURE_KEY,
+            "",
+        ),
         fake_model("az-whisper", "azure/whisper-prod", &base, AZURE_KEY, ""),
         fake_model(
             "foundry",
@@ -603,4 +610,30 @@ async fn endpoints_azure_does_not_offer_are_refused_before_sending() {
     assert_eq!(body["error"]["code"], "endpoint_not_supported");
     assert!(message.contains("rerank"), "{message}");
     assert!(fake.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn foundry_embeddings_get_the_version_the_model_and_pass_through() {
+    let (fake, proxy) = setup().await;
+    let resp = client()
+        .post(proxy.url("/v1/embeddings"))
+        .bearer_auth(MASTER)
+        .json(&json!({"model": "foundry-embed", "input": ["ab", "abcd"], "input_type": "query"}))
+        .send()
+        .await
+        .unwrap();
+    let body = json_ok(resp).await;
+    assert_eq!(body["data"][1]["embedding"][0], 4.0);
+    assert_eq!(body["usage"]["prompt_tokens"], 4);
+    let sent = only(&fake);
+    assert_eq!(sent.path, "/models/embeddings");
+    assert_eq!(
+        sent.query_param("api-version"),
+        Some(liter_llm_providers::adapters::azure::DEFAULT_AI_INFERENCE_API_VERSION)
+    );
+    assert_eq!(sent.headers["extra-parameters"], "pass-through");
+    let v: Value = serde_json::from_slice(&sent.raw).unwrap();
+    assert_eq!(v["model"], "Cohere-embed-v3-english");
+    assert_eq!(v["input_type"], "query", "unknown fields reach the model");
+    assert_upstream_auth(&fake);
 }

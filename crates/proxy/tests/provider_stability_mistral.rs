@@ -344,6 +344,34 @@ async fn mistral_chat_is_forwarded_byte_for_byte_but_the_model() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn openai_sdk_fields_mistral_refuses_are_renamed_or_dropped() {
+    let (fake, proxy) = mistral_setup().await;
+    let body = json!({
+        "model": "small",
+        "messages": [
+            {"role": "developer", "content": "Be brief."},
+            {"role": "user", "content": "Salut"}
+        ],
+        "max_completion_tokens": 50,
+        "seed": 3,
+        "user": "end-user-1",
+        "stream": true,
+        "stream_options": {"include_usage": true}
+    });
+    let text = read_sse(post_chat(&proxy, MASTER, &body).await).await;
+    let chunks = done_chunks(&text);
+    assert_eq!(content_of(&chunks), format!("{REPLY_PREFIX}Salut"));
+    let sent = fake.requests().pop().unwrap();
+    assert_eq!(sent.body["max_tokens"], 50);
+    assert_eq!(sent.body["random_seed"], 3);
+    assert_eq!(sent.body["messages"][0]["role"], "system");
+    for dropped in ["max_completion_tokens", "seed", "user", "stream_options"] {
+        assert!(sent.body.get(dropped).is_none(), "{dropped}: {}", sent.body);
+    }
+    assert_eq!(sent.body["model"], "mistral-small-latest");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn mistral_streams_pass_through_without_stream_options_and_keep_usage() {
     let (fake, proxy) = mistral_setup().await;
     let body = json!({"model": "small", "messages": [{"role": "user", "content": "Raconte une histoire"}], "stream": true});

@@ -150,6 +150,7 @@ pub async fn start_on(listener: TcpListener, api_key: &str) -> std::io::Result<F
         )
         .route("/openai/v1/chat/completions", post(v1))
         .route("/models/chat/completions", post(foundry))
+        .route("/models/embeddings", post(foundry_embeddings))
         .route("/__requests", get(recorded))
         .fallback(not_found)
         .with_state(shared.clone());
@@ -575,6 +576,53 @@ const FOUNDRY_FIELDS: &[&str] = &[
     "seed",
     "modalities",
 ];
+
+/// Models the fake Foundry resource serves for embeddings.
+pub const FOUNDRY_EMBEDDING_MODELS: &[&str] =
+    &["Cohere-embed-v3-english", "text-embedding-3-small"];
+
+/// `POST /models/embeddings?api-version=…`: the model inference API's
+/// embeddings, OpenAI's request and answer shapes with the model in the body.
+async fn foundry_embeddings(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    record(&s, &method, &uri, &headers, &body);
+    if let Some(resp) = check_foundry_key(&s, &headers) {
+        return resp;
+    }
+    if !query_param(uri.query(), "api-version").is_some_and(dated_version) {
+        return azure_error(400, "BadRequest", "Missing or unsupported api-version");
+    }
+    let Ok(Value::Object(req)) = serde_json::from_slice::<Value>(&body) else {
+        return azure_error(400, "BadRequest", "The request body is not valid JSON.");
+    };
+    let model = req.get("model").and_then(Value::as_str).unwrap_or("");
+    if !FOUNDRY_EMBEDDING_MODELS.contains(&model) {
+        return azure_error(400, "unknown_model", &format!("Unknown model: {model}"));
+    }
+    let inputs: Vec<&str> = match req.get("input") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(a)) if !a.is_empty() => a.iter().filter_map(Value::as_str).collect(),
+        _ => return invalid("'input' is a required property", Some("input")),
+    };
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(
+            |(i, t)| json!({"object": "embedding", "index": i, "embedding": [t.len() as f64, 1.5]}),
+        )
+        .collect();
+    let tokens = inputs.len() * 2;
+    json_response(
+        StatusCode::OK,
+        &json!({"object": "list", "data": data, "model": model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
+    )
+}
 
 async fn foundry(
     State(s): State<Arc<Shared>>,

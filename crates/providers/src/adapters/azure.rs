@@ -247,7 +247,10 @@ impl ChatAdapter for AzureAiAdapter {
     /// OCR is Foundry's Mistral OCR deployment (Mistral's shapes, inline
     /// documents only); see [`super::mistral`].
     fn offers(&self, endpoint: Endpoint) -> bool {
-        matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Ocr)
+        matches!(
+            endpoint,
+            Endpoint::ChatCompletions | Endpoint::Embeddings | Endpoint::Ocr
+        )
     }
 
     fn endpoint_request(
@@ -259,6 +262,28 @@ impl ChatAdapter for AzureAiAdapter {
         match req.endpoint {
             Endpoint::Ocr => {
                 super::mistral::azure_ocr_request(req.body, ctx.upstream_model, target.base_url)
+            }
+            // The model inference API's embeddings take OpenAI's body beside
+            // chat, with the same version and pass-through rules.
+            Endpoint::Embeddings => {
+                let mut path = String::from("/embeddings");
+                let version = configured_version(target);
+                let version = if is_v1(target.base_url) {
+                    version
+                } else {
+                    Some(version.unwrap_or(DEFAULT_AI_INFERENCE_API_VERSION))
+                };
+                push_api_version(&mut path, version);
+                Ok(UpstreamRequest {
+                    content_type: None,
+                    method: Method::POST,
+                    path,
+                    headers: vec![(
+                        HeaderName::from_static("extra-parameters"),
+                        HeaderValue::from_static("pass-through"),
+                    )],
+                    body: model_rewritten(req.body, ctx.upstream_model)?,
+                })
             }
             other => Err(super::not_offered(other)),
         }
@@ -272,6 +297,7 @@ impl ChatAdapter for AzureAiAdapter {
     ) -> Result<Translated, ApiError> {
         match endpoint {
             Endpoint::Ocr => super::mistral::json_pass_through("azure_ai", upstream_body),
+            Endpoint::Embeddings => pass_response("azure_ai", upstream_body).map(Translated::json),
             other => Err(super::not_offered(other)),
         }
     }

@@ -5,7 +5,10 @@
 //! the way: chat completions (streams included), embeddings, OCR (`/v1/ocr`,
 //! Mistral's own shape, which the proxy's `/v1/ocr` follows) and audio
 //! transcriptions go upstream as the client sent them with only `model`
-//! replaced, and the answers come back byte for byte. Nothing is added to the
+//! replaced, and the answers come back byte for byte. (A chat request carrying
+//! what OpenAI SDKs add and Mistral refuses, `max_completion_tokens`, `seed`,
+//! a `developer` message, `user`, `stream_options`, ..., is rewritten: see
+//! [`CHAT_RENAMES`] and [`CHAT_DROPPED`].) Nothing is added to the
 //! request: Mistral refuses fields it does not know (422 "Extra inputs are not
 //! permitted"), `stream_options` included, and it reports `usage` in the last
 //! chunk of every stream anyway, so streams are metered without asking. That is
@@ -121,6 +124,72 @@ pub(crate) fn json_with_model(body: &[u8], model: &str) -> Result<Bytes, ApiErro
     out.extend_from_slice(encoded.as_bytes());
     out.extend_from_slice(&body[end..]);
     Ok(Bytes::from(out))
+}
+
+/// OpenAI request fields Mistral spells differently or does not take. Mistral
+/// refuses unknown fields (422), so what OpenAI SDKs add routinely must be
+/// renamed or left out: `max_completion_tokens` is `max_tokens`, `seed` is
+/// `random_seed`, a `developer` message is a `system` one; `user`, `store`,
+/// `metadata`, `service_tier` are bookkeeping Mistral has no place for, and
+/// `stream_options` is moot because Mistral reports usage on every stream.
+const CHAT_RENAMES: &[(&str, &str)] = &[
+    ("max_completion_tokens", "max_tokens"),
+    ("seed", "random_seed"),
+];
+const CHAT_DROPPED: &[&str] = &[
+    "user",
+    "store",
+    "metadata",
+    "service_tier",
+    "stream_options",
+];
+
+/// The chat body for Mistral: byte for byte with only `model` replaced, unless
+/// it carries something Mistral would refuse (see [`CHAT_RENAMES`]).
+fn chat_body(body: &[u8], model: &str) -> Result<Bytes, ApiError> {
+    // A key, not a value: `"user"` is also the commonest role.
+    let mentions = |key: &str| {
+        let quoted = format!("\"{key}\"");
+        memchr::memmem::find_iter(body, quoted.as_bytes()).any(|i| {
+            body[i + quoted.len()..]
+                .iter()
+                .find(|b| !b.is_ascii_whitespace())
+                == Some(&b':')
+        })
+    };
+    let needs_rewrite = CHAT_RENAMES.iter().any(|(from, _)| mentions(from))
+        || CHAT_DROPPED.iter().any(|k| mentions(k))
+        || memchr::memmem::find(body, b"\"developer\"").is_some();
+    if !needs_rewrite {
+        return json_with_model(body, model);
+    }
+    let mut v: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid_request(format!("request body is not valid JSON: {e}")))?;
+    let Some(obj) = v.as_object_mut() else {
+        return Err(ApiError::invalid_request(
+            "request body must be a JSON object",
+        ));
+    };
+    obj.insert("model".into(), Value::from(model));
+    for (from, to) in CHAT_RENAMES {
+        if let Some(value) = obj.remove(*from) {
+            // The Mistral name wins when a client sent both.
+            obj.entry(to.to_string()).or_insert(value);
+        }
+    }
+    for key in CHAT_DROPPED {
+        obj.remove(*key);
+    }
+    if let Some(messages) = obj.get_mut("messages").and_then(Value::as_array_mut) {
+        for m in messages {
+            if m.get("role").and_then(Value::as_str) == Some("developer") {
+                m["role"] = Value::from("system");
+            }
+        }
+    }
+    serde_json::to_vec(&v)
+        .map(Bytes::from)
+        .map_err(|e| internal(format!("could not encode the request: {e}")))
 }
 
 /// A multipart upload with its `model` field's content replaced.
@@ -665,7 +734,7 @@ impl ChatAdapter for MistralAdapter {
         openai_body: &[u8],
         ctx: &ChatContext<'_>,
     ) -> Result<UpstreamRequest, ApiError> {
-        let body = json_with_model(openai_body, ctx.upstream_model)?;
+        let body = chat_body(openai_body, ctx.upstream_model)?;
         Ok(post("/chat/completions", None, body))
     }
 
