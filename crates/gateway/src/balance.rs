@@ -414,6 +414,9 @@ mod tests {
         assert!(state.record_failure(&policy, Some(Duration::from_secs(u64::MAX / 2))));
         let left = state.cooldown_remaining().unwrap();
         assert!(left <= MAX_HINTED_COOLDOWN, "{left:?}");
-        assert!(left > MAX_HINTED_COOLDOWN - Duration::from_secs(5), "{left:?}");
+        assert!(
+            left > MAX_HINTED_COOLDOWN - Duration::from_secs(5),
+            "{left:?}"
+        );
     }
 }

@@ -24,8 +24,10 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 /// At the start of a line, so model output that happens to contain the text
-/// `data: [DONE]` inside a JSON string is not mistaken for the end.
+/// `data: [DONE]` inside a JSON string is not mistaken for the end. SSE makes
+/// the space after the colon optional, and some servers leave it out.
 const DONE_MARKER: &[u8] = b"\ndata: [DONE]";
+const DONE_MARKER_TIGHT: &[u8] = b"\ndata:[DONE]";
 
 type Upstream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
 
@@ -60,8 +62,9 @@ impl DoneScanner {
         if self.found {
             return true;
         }
-        self.found =
-            memchr::memmem::find(chunk, DONE_MARKER).is_some() || self.found_across_boundary(chunk);
+        self.found = memchr::memmem::find(chunk, DONE_MARKER).is_some()
+            || memchr::memmem::find(chunk, DONE_MARKER_TIGHT).is_some()
+            || self.found_across_boundary(chunk);
         self.keep_tail(chunk);
         self.found
     }
@@ -72,6 +75,7 @@ impl DoneScanner {
         joined.extend_from_slice(&self.tail);
         joined.extend_from_slice(head);
         memchr::memmem::find(&joined, DONE_MARKER).is_some()
+            || memchr::memmem::find(&joined, DONE_MARKER_TIGHT).is_some()
     }
 
     /// Keep the last `len - 1` bytes: enough for any split marker, never a whole one.
@@ -489,6 +493,14 @@ mod tests {
         let mut scanner = DoneScanner::default();
         assert!(!scanner.feed(b"data: {\"content\":\"data: [DONE]\"}\n\n"));
         assert!(scanner.feed(b"data: [DONE]\n\n"));
+    }
+
+    #[test]
+    fn marker_without_the_optional_space_counts() {
+        let mut scanner = DoneScanner::default();
+        assert!(!scanner.feed(b"data:{\"x\":1}\n\ndata:[DO"));
+        assert!(scanner.feed(b"NE]\n\n"));
+        assert!(DoneScanner::default().feed(b"data:[DONE]\n\n"));
     }
 
     #[test]

@@ -44,16 +44,36 @@ pub fn retryable_status(status: reqwest::StatusCode) -> bool {
 }
 
 pub fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
-    let v = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?;
-    v.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+    retry_after_in(resp.headers())
+}
+
+/// The wait an upstream asks for: `retry-after-ms` (OpenAI, Azure), else
+/// `Retry-After` as seconds or as an HTTP date. A value no `Duration` can hold
+/// is ignored rather than trusted.
+pub fn retry_after_in(headers: &http::HeaderMap) -> Option<Duration> {
+    let seconds = |v: &str| {
+        v.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+    };
+    if let Some(ms) = headers
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| seconds(v).map(|d| d / 1000))
+    {
+        return Some(ms);
+    }
+    let v = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
+    if let Some(d) = seconds(v) {
+        return Some(d);
+    }
+    let when = httpdate::parse_http_date(v.trim()).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 pub fn backoff(attempt: u32) -> Duration {
@@ -185,8 +205,42 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_ms_and_dates_and_ignores_absurd_values() {
+        let h = |pairs: &[(&'static str, &str)]| {
+            let mut m = http::HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, http::HeaderValue::from_str(v).unwrap());
+            }
+            m
+        };
+        assert_eq!(
+            retry_after_in(&h(&[("retry-after", "2.5")])),
+            Some(Duration::from_millis(2500))
+        );
+        assert_eq!(
+            retry_after_in(&h(&[("retry-after-ms", "150"), ("retry-after", "9")])),
+            Some(Duration::from_millis(150))
+        );
+        assert_eq!(retry_after_in(&h(&[("retry-after", "1e30")])), None);
+        assert_eq!(retry_after_in(&h(&[("retry-after", "-1")])), None);
+        let soon = std::time::SystemTime::now() + Duration::from_secs(30);
+        let date = httpdate::fmt_http_date(soon);
+        let d = retry_after_in(&h(&[("retry-after", &date)])).unwrap();
+        assert!(
+            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
+        let past = httpdate::fmt_http_date(std::time::SystemTime::UNIX_EPOCH);
+        assert_eq!(
+            retry_after_in(&h(&[("retry-after", &past)])),
+            Some(Duration::ZERO)
+        );
+    }
 
     #[test]
     fn describe_keeps_only_scheme_and_host() {

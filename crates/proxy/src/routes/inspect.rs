@@ -339,7 +339,10 @@ pub fn check_upload(content_type: Option<&str>, body: &[u8]) -> Result<Upload, A
     // never saw: refuse repeats of the fields routing and answers depend on.
     for name in ["model", "response_format", "file"] {
         if parts.iter().filter(|p| p.name == name).count() > 1 {
-            return Err(bad(name, format!("`{name}` appears more than once in the form")));
+            return Err(bad(
+                name,
+                format!("`{name}` appears more than once in the form"),
+            ));
         }
     }
     let model_part = parts
