@@ -13,6 +13,7 @@ pub mod router;
 pub mod spend;
 pub mod stream;
 pub mod tap;
+pub mod transport;
 pub mod upstream;
 
 pub use router::{Deployment, ModelGroup, ResolveError, Router, RouterError};

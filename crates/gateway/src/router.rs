@@ -27,6 +27,8 @@ use std::time::Duration;
 pub struct Deployment {
     /// Stable identifier, `<name>#<index>` for configured entries.
     pub id: String,
+    /// `id` as a header value, made once (`None` if it cannot be one).
+    pub id_header: Option<HeaderValue>,
     pub model_name: String,
     pub provider: &'static ProviderSpec,
     /// The model id the provider expects: `provider_model` without the provider prefix.
@@ -35,6 +37,9 @@ pub struct Deployment {
     pub base_url: String,
     /// Parsed once because chat is the hot path.
     pub chat_url: reqwest::Url,
+    /// `chat_url` as the HTTP client takes it (printed and re-parsed, as reqwest
+    /// did per request).
+    pub chat_uri: http::Uri,
     pub auth: Option<(HeaderName, HeaderValue)>,
     pub timeout: Duration,
     /// `None` for OpenAI-compatible providers, whose requests are forwarded as
@@ -443,13 +448,18 @@ impl Router {
             ),
             (_, None) => (None, None),
         };
+        let chat_url = reqwest::Url::parse(&format!("{base_url}/chat/completions"))
+            .map_err(|e| format!("`{field}.base_url` `{base_url}` is not a valid URL: {e}"))?;
+        let chat_uri = http::Uri::try_from(chat_url.as_str())
+            .map_err(|e| format!("`{field}.base_url` `{base_url}` is not a valid URL: {e}"))?;
         Ok(Deployment {
+            id_header: HeaderValue::from_str(&spec.id).ok(),
             id: spec.id,
             model_name: spec.model_name.to_string(),
             provider,
             upstream_model: upstream_model.to_string(),
-            chat_url: reqwest::Url::parse(&format!("{base_url}/chat/completions"))
-                .map_err(|e| format!("`{field}.base_url` `{base_url}` is not a valid URL: {e}"))?,
+            chat_url,
+            chat_uri,
             base_url,
             auth,
             timeout: spec.timeout,

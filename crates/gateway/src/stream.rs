@@ -29,7 +29,7 @@ use tokio::time::{Instant, Sleep};
 const DONE_MARKER: &[u8] = b"\ndata: [DONE]";
 const DONE_MARKER_TIGHT: &[u8] = b"\ndata:[DONE]";
 
-type Upstream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+type Upstream = crate::transport::UpstreamBody;
 
 pub struct SseLimits {
     /// Longest silence allowed between two chunks.
@@ -258,7 +258,7 @@ impl Stream for SseRelay {
             return fail(this.meter, this.finished, Vec::new(), &err);
         }
         loop {
-            match this.upstream.as_mut().poll_next(cx) {
+            match this.upstream.poll_chunk(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
                     *this.last_chunk = Instant::now();
                     let Some(translator) = this.translator.as_mut() else {
@@ -293,7 +293,7 @@ impl Stream for SseRelay {
                         format!(
                             "upstream provider `{}` failed mid-stream: {}",
                             this.provider,
-                            crate::upstream::error_chain(&e.without_url())
+                            crate::upstream::error_chain(&e)
                         ),
                     )
                     .with_code("upstream_stream_error");
@@ -430,7 +430,7 @@ impl Stream for ByteRelay {
                 "the request exceeded the proxy's request timeout while streaming".into(),
             );
         }
-        match this.upstream.as_mut().poll_next(cx) {
+        match this.upstream.poll_chunk(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
                 *this.last_chunk = Instant::now();
                 Poll::Ready(Some(Ok(chunk)))
@@ -439,7 +439,7 @@ impl Stream for ByteRelay {
                 let message = format!(
                     "upstream provider `{}` failed mid-stream: {}",
                     this.provider,
-                    crate::upstream::error_chain(&e.without_url())
+                    crate::upstream::error_chain(&e)
                 );
                 cut(this.meter, this.finished, "upstream_stream_error", message)
             }

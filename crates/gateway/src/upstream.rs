@@ -3,11 +3,17 @@
 //! `pipeline::dispatch`, where cooldown and fallbacks are decided too.
 
 use crate::router::Deployment;
+use crate::transport::{
+    add_default_headers, is_timeout, SendError, Transport, UpstreamBody, UpstreamResponse,
+};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
+use http_body_util::Full;
 use liter_llm_protocol::{ApiError, ErrorKind};
+use liter_llm_providers::client::ClientOptions;
 use std::borrow::Cow;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// The longest `Retry-After` we will sleep through on the client's behalf; a
 /// longer one is passed back to the client instead.
@@ -16,7 +22,9 @@ const BASE_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 pub struct Upstream {
+    /// For OAuth token fetches, which are rare and go through reqwest.
     client: reqwest::Client,
+    transport: Transport,
     max_retries: u32,
 }
 
@@ -38,12 +46,12 @@ pub struct Prepared {
     pub body: Bytes,
 }
 
-pub fn retryable_status(status: reqwest::StatusCode) -> bool {
+pub fn retryable_status(status: http::StatusCode) -> bool {
     // 529 is Anthropic's "overloaded".
     matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504 | 529)
 }
 
-pub fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+pub fn retry_after(resp: &UpstreamResponse) -> Option<Duration> {
     retry_after_in(resp.headers())
 }
 
@@ -98,11 +106,18 @@ impl Upstream {
         self.max_retries
     }
 
-    pub fn new(client: reqwest::Client, max_retries: u32) -> Upstream {
-        Upstream {
+    /// `client` serves OAuth token fetches, and the upstream calls too when a
+    /// proxy is configured in the environment (see [`Transport`]).
+    pub fn new(
+        client: reqwest::Client,
+        opts: &ClientOptions,
+        max_retries: u32,
+    ) -> Result<Upstream, String> {
+        Ok(Upstream {
+            transport: Transport::new(opts, client.clone())?,
             client,
             max_retries,
-        }
+        })
     }
 
     /// One attempt against one deployment.
@@ -111,70 +126,148 @@ impl Upstream {
         d: &Deployment,
         req: &OutgoingRequest<'_>,
         prepared: Prepared,
-    ) -> Result<reqwest::Response, ApiError> {
-        let url = if prepared.path == "/chat/completions" {
-            d.chat_url.clone()
-        } else {
-            reqwest::Url::parse(&d.url(&prepared.path)).map_err(|e| {
-                ApiError::new(
-                    ErrorKind::BadGateway,
-                    format!("cannot build the upstream URL: {e}"),
-                )
-            })?
+    ) -> Result<UpstreamResponse, ApiError> {
+        let bearer = match &d.token_source {
+            // Boxed: the token fetch is a large future on a rare path, and every
+            // request's future is allocated and moved at the size of its largest path.
+            Some(tokens) => Some(Box::pin(tokens.authorization(&self.client, d.timeout)).await?),
+            None => None,
         };
-        let content_type = prepared
-            .content_type
-            .unwrap_or_else(|| HeaderValue::from_static("application/json"));
-        let mut builder = self
-            .client
-            .request(prepared.method, url)
-            .header("x-request-id", req.request_id);
-        // A GET (Brave search) carries its parameters in the query.
-        if !prepared.body.is_empty() {
-            builder = builder
-                .header(reqwest::header::CONTENT_TYPE, content_type)
-                .body(prepared.body);
-        }
-        if let Some((name, value)) = &d.auth {
-            builder = builder.header(name.clone(), value.clone());
-        }
-        if let Some(tokens) = &d.token_source {
-            let bearer = tokens.authorization(&self.client, d.timeout).await?;
-            builder = builder.header(reqwest::header::AUTHORIZATION, bearer);
-        }
-        for (name, value) in prepared.headers {
-            builder = builder.header(name, value);
-        }
+        let started = Instant::now();
         // A stream may legitimately run far longer than the per-request timeout,
         // so for streams the timeout bounds only the wait for response headers and
         // the stream itself enforces it as an idle limit between chunks.
-        let sent = if req.stream {
-            match tokio::time::timeout(d.timeout, builder.send()).await {
-                Ok(r) => r,
-                Err(_) => return Err(timeout_error(d)),
+        let body_deadline = (!req.stream).then(|| started + d.timeout);
+        let sent = match &self.transport {
+            Transport::Hyper(client) => {
+                // Redirects are answered, not followed, as with the reqwest
+                // client (`redirect::Policy::none()` in `providers::client`).
+                let request = hyper_request(d, req, prepared, bearer)?;
+                let response = client.with(|c| c.request(request));
+                match tokio::time::timeout(d.timeout, response).await {
+                    Ok(Ok(response)) => Ok(response.map(UpstreamBody::Hyper)),
+                    Ok(Err(e)) => Err(SendError(Box::new(e))),
+                    Err(_) => return Err(timeout_error(d)),
+                }
             }
-        } else {
-            builder.timeout(d.timeout).send().await
+            Transport::Reqwest(client) => {
+                let builder = reqwest_request(client, d, req, prepared, bearer)?;
+                match tokio::time::timeout(d.timeout, builder.send()).await {
+                    Ok(Ok(response)) => {
+                        Ok(http::Response::from(response).map(UpstreamBody::Reqwest))
+                    }
+                    Ok(Err(e)) if e.is_timeout() => return Err(timeout_error(d)),
+                    Ok(Err(e)) => return Err(unreachable(d, &e.without_url())),
+                    Err(_) => return Err(timeout_error(d)),
+                }
+            }
         };
-        sent.map_err(|e| {
-            if e.is_timeout() {
-                timeout_error(d)
-            } else {
-                let e = e.without_url();
-                ApiError::new(
-                    ErrorKind::BadGateway,
-                    format!(
-                        "could not reach upstream provider `{}` at {}: {}",
-                        d.provider.name,
-                        describe(&d.base_url),
-                        error_chain(&e)
-                    ),
-                )
-                .with_code("upstream_unreachable")
-            }
-        })
+        match sent {
+            Ok(response) => Ok(UpstreamResponse::new(response, body_deadline)),
+            Err(e) if is_timeout(&e) => Err(timeout_error(d)),
+            Err(e) => Err(unreachable(d, &e)),
+        }
     }
 }
+
+fn unreachable(d: &Deployment, e: &(dyn std::error::Error + 'static)) -> ApiError {
+    ApiError::new(
+        ErrorKind::BadGateway,
+        format!(
+            "could not reach upstream provider `{}` at {}: {}",
+            d.provider.name,
+            describe(&d.base_url),
+            error_chain(e)
+        ),
+    )
+    .with_code("upstream_unreachable")
+}
+
+fn url_error(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        ErrorKind::BadGateway,
+        format!("cannot build the upstream URL: {e}"),
+    )
+}
+
+/// The request as reqwest would have put it on the wire: the same URL
+/// normalisation, headers appended in the same order, the same defaults.
+fn hyper_request(
+    d: &Deployment,
+    req: &OutgoingRequest<'_>,
+    prepared: Prepared,
+    bearer: Option<HeaderValue>,
+) -> Result<http::Request<Full<Bytes>>, ApiError> {
+    let uri = if prepared.path == "/chat/completions" {
+        d.chat_uri.clone()
+    } else {
+        let url = reqwest::Url::parse(&d.url(&prepared.path)).map_err(url_error)?;
+        http::Uri::try_from(url.as_str()).map_err(url_error)?
+    };
+    let has_body = !prepared.body.is_empty();
+    let mut request = http::Request::new(Full::new(prepared.body));
+    *request.method_mut() = prepared.method;
+    *request.uri_mut() = uri;
+    let h = request.headers_mut();
+    if let Ok(id) = HeaderValue::from_str(req.request_id) {
+        h.append(REQUEST_ID.clone(), id);
+    }
+    // A GET (Brave search) carries its parameters in the query.
+    if has_body {
+        let content_type = prepared
+            .content_type
+            .unwrap_or_else(|| HeaderValue::from_static("application/json"));
+        h.append(http::header::CONTENT_TYPE, content_type);
+    }
+    if let Some((name, value)) = &d.auth {
+        h.append(name.clone(), value.clone());
+    }
+    if let Some(bearer) = bearer {
+        h.append(http::header::AUTHORIZATION, bearer);
+    }
+    for (name, value) in prepared.headers {
+        h.append(name, value);
+    }
+    add_default_headers(h);
+    Ok(request)
+}
+
+fn reqwest_request(
+    client: &reqwest::Client,
+    d: &Deployment,
+    req: &OutgoingRequest<'_>,
+    prepared: Prepared,
+    bearer: Option<HeaderValue>,
+) -> Result<reqwest::RequestBuilder, ApiError> {
+    let url = if prepared.path == "/chat/completions" {
+        d.chat_url.clone()
+    } else {
+        reqwest::Url::parse(&d.url(&prepared.path)).map_err(url_error)?
+    };
+    let content_type = prepared
+        .content_type
+        .unwrap_or_else(|| HeaderValue::from_static("application/json"));
+    let mut builder = client
+        .request(prepared.method, url)
+        .header("x-request-id", req.request_id);
+    if !prepared.body.is_empty() {
+        builder = builder
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(prepared.body);
+    }
+    if let Some((name, value)) = &d.auth {
+        builder = builder.header(name.clone(), value.clone());
+    }
+    if let Some(bearer) = bearer {
+        builder = builder.header(reqwest::header::AUTHORIZATION, bearer);
+    }
+    for (name, value) in prepared.headers {
+        builder = builder.header(name, value);
+    }
+    Ok(builder)
+}
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn timeout_error(d: &Deployment) -> ApiError {
     ApiError::new(
@@ -210,6 +303,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn describe_keeps_only_scheme_and_host() {
+        assert_eq!(
+            describe("https://api.example.com/v1?key=secret"),
+            "https://api.example.com"
+        );
+        assert_eq!(describe("http://127.0.0.1:9/v1"), "http://127.0.0.1:9");
+    }
+
+    #[test]
     fn retry_after_reads_seconds_ms_and_dates_and_ignores_absurd_values() {
         let h = |pairs: &[(&'static str, &str)]| {
             let mut m = http::HeaderMap::new();
@@ -240,15 +342,6 @@ mod tests {
             retry_after_in(&h(&[("retry-after", &past)])),
             Some(Duration::ZERO)
         );
-    }
-
-    #[test]
-    fn describe_keeps_only_scheme_and_host() {
-        assert_eq!(
-            describe("https://api.example.com/v1?key=secret"),
-            "https://api.example.com"
-        );
-        assert_eq!(describe("http://127.0.0.1:9/v1"), "http://127.0.0.1:9");
     }
 
     #[test]

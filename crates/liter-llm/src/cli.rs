@@ -164,7 +164,10 @@ fn run_api(args: ApiArgs) -> anyhow::Result<ExitCode> {
             "no liter-llm-proxy.toml found from the current directory up; using defaults"
         ),
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // Requests are served on threads of their own (`proxy::server`); this
+    // runtime only starts them and runs background work (health probes, the
+    // spend writer, signals), which one thread covers.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

@@ -14,21 +14,22 @@
 //! public routes need no exemption list.
 
 use crate::error::error_response;
+use crate::http_layers::HttpLayers;
 use crate::routes::chat::model_route;
 use crate::routes::{health, models, spend, unimplemented};
 use crate::state::AppState;
+use axum::body::Body;
 use axum::routing::{get, post};
 use http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION};
 use http::{HeaderName, HeaderValue};
 use liter_llm_gateway::pipeline::Endpoint;
 use liter_llm_protocol::{ApiError, ErrorKind};
+use std::convert::Infallible;
 use std::sync::Arc;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::compression::CompressionLayer;
+use tower::{Layer, Service};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::trace::{DefaultMakeSpan, TraceLayer};
 
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -97,37 +98,53 @@ fn cors(origins: &[String]) -> Result<CorsLayer, String> {
     Ok(base.allow_origin(AllowOrigin::list(list)))
 }
 
+fn http_layers(cors_origins: &[String]) -> Result<HttpLayers, String> {
+    Ok(HttpLayers {
+        sensitive: Arc::new([
+            AUTHORIZATION,
+            PROXY_AUTHORIZATION,
+            COOKIE,
+            HeaderName::from_static("x-api-key"),
+            HeaderName::from_static("api-key"),
+        ]),
+        request_id: REQUEST_ID.clone(),
+        cors: cors(cors_origins)?,
+        on_panic: || {
+            error_response(&ApiError::new(
+                ErrorKind::Internal,
+                "internal error: the request handler panicked; the proxy is still serving",
+            ))
+        },
+    })
+}
+
 /// Wrap any router in the proxy's HTTP layers. Public so tests can put the same
 /// layers around a handler that panics.
 pub fn with_http_layers(
     router: axum::Router,
     cors_origins: &[String],
 ) -> Result<axum::Router, String> {
-    let sensitive: Arc<[HeaderName]> = Arc::new([
-        AUTHORIZATION,
-        PROXY_AUTHORIZATION,
-        COOKIE,
-        HeaderName::from_static("x-api-key"),
-        HeaderName::from_static("api-key"),
-    ]);
-    let panic_handler = |_: Box<dyn std::any::Any + Send + 'static>| {
-        error_response(&ApiError::new(
-            ErrorKind::Internal,
-            "internal error: the request handler panicked; the proxy is still serving",
-        ))
-    };
-    Ok(router
-        .layer(CatchPanicLayer::custom(panic_handler))
-        .layer(CompressionLayer::new())
-        .layer(cors(cors_origins)?)
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(DefaultMakeSpan::new().include_headers(true)),
-        )
-        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
-        .layer(SetSensitiveRequestHeadersLayer::from_shared(sensitive)))
+    Ok(router.layer(http_layers(cors_origins)?))
 }
 
-pub fn build_app(state: Arc<AppState>, cors_origins: &[String]) -> Result<axum::Router, String> {
-    with_http_layers(routes(state), cors_origins)
+/// The routes inside the HTTP layers. The layers wrap the router once, rather
+/// than each route, so a request goes through one stack and is boxed once.
+pub fn build_app(
+    state: Arc<AppState>,
+    cors_origins: &[String],
+) -> Result<
+    impl Service<
+            http::Request<Body>,
+            Response = http::Response<
+                impl http_body::Body<Data = bytes::Bytes, Error: Into<BoxError>> + Send + 'static,
+            >,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    String,
+> {
+    Ok(http_layers(cors_origins)?.layer(routes(state)))
 }

@@ -6,6 +6,7 @@ mod app;
 mod auth;
 mod body;
 mod error;
+mod http_layers;
 mod metrics;
 mod routes;
 mod server;

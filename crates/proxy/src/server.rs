@@ -1,62 +1,213 @@
 //! Serving with graceful shutdown: readiness turns 503, the listener closes,
 //! in-flight requests and streams finish (bounded by the drain timeout).
+//!
+//! Connections are served thread-per-core: one single-threaded runtime per CPU,
+//! all accepting from the same listener, each serving its connections from
+//! accept to close. A request then never changes thread: the client
+//! connection, the handler, and the pooled upstream connection (one pool per
+//! thread, see `gateway::transport`) are polled by the same thread, so a proxied
+//! request costs no cross-thread wake-up (a futex call and, when the other CPU
+//! sleeps, an inter-processor interrupt) and its memory is freed where it was
+//! allocated. A work-stealing runtime woke a second worker for every request.
 
 use crate::state::AppState;
-use axum::serve::ListenerExt;
+use axum::body::Body;
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::{Service, ServiceExt};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pub struct ServeOptions {
     pub drain_timeout: Duration,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    Serving,
+    /// Stop accepting; let open connections finish.
+    Draining,
+    /// The drain timeout passed: close everything.
+    Abort,
+}
+
+/// Serving threads: one per CPU, or `TOKIO_WORKER_THREADS` (tokio's own knob
+/// for its worker count) when set.
+fn serving_threads() -> usize {
+    std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
+}
+
 /// Serve until `shutdown` resolves, then drain. Returns `Ok(true)` when every
 /// connection finished within the drain timeout.
-pub async fn serve(
+pub async fn serve<S, B>(
     state: Arc<AppState>,
-    app: axum::Router,
+    app: S,
     listener: TcpListener,
     opts: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<bool> {
-    let listener = listener.tap_io(|tcp| {
-        // Small JSON answers must not wait for a delayed ACK (Nagle).
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("set_nodelay failed: {e}");
-        }
-    });
-    let (drain_started_tx, drain_started_rx) = tokio::sync::oneshot::channel::<()>();
-    let signal_state = state.clone();
-    let graceful = async move {
-        shutdown.await;
-        signal_state.start_draining();
-        tracing::info!("shutdown requested: readiness is now 503, no new connections; draining in-flight requests");
-        let _ = drain_started_tx.send(());
-    };
+) -> std::io::Result<bool>
+where
+    S: Service<Request<Body>, Response = Response<B>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let listener = listener.into_std()?;
+    let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
+    let mut finished = Vec::new();
+    for i in 0..serving_threads() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let listener = listener.try_clone()?;
+        let app = app.clone();
+        let phase = phase_rx.clone();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name(format!("liter-llm-serve-{i}"))
+            .spawn(move || {
+                runtime.block_on(serve_on_this_thread(listener, app, phase));
+                // Dropping the runtime closes whatever is still open.
+                drop(runtime);
+                let _ = done_tx.send(());
+            })?;
+        finished.push(done_rx);
+    }
+    drop(listener);
+    drop(phase_rx);
     if let Some(h) = &state.health {
         h.clone().spawn();
     }
     state.mark_ready();
-    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
-    let server = std::pin::pin!(std::future::IntoFuture::into_future(server));
-    let drain_deadline = async move {
-        if drain_started_rx.await.is_ok() {
-            tokio::time::sleep(opts.drain_timeout).await;
-        } else {
-            std::future::pending::<()>().await;
+    shutdown.await;
+    state.start_draining();
+    tracing::info!(
+        "shutdown requested: readiness is now 503, no new connections; draining in-flight requests"
+    );
+    let _ = phase_tx.send(Phase::Draining);
+    let all_finished = async {
+        for done in finished {
+            let _ = done.await;
         }
     };
     let clean = tokio::select! {
-        r = server => { r?; true }
-        _ = drain_deadline => {
+        _ = all_finished => true,
+        _ = tokio::time::sleep(opts.drain_timeout) => {
             tracing::warn!("drain timeout of {} s reached; closing the remaining connections", opts.drain_timeout.as_secs());
+            let _ = phase_tx.send(Phase::Abort);
             false
         }
     };
     state.layers.shutdown();
     Ok(clean)
+}
+
+/// One serving thread: accept, serve each connection on this thread, and on
+/// drain stop accepting and wait for this thread's connections (as axum's
+/// `serve` does), unless told to abort.
+async fn serve_on_this_thread<S, B>(
+    listener: std::net::TcpListener,
+    app: S,
+    mut phase: watch::Receiver<Phase>,
+) where
+    S: Service<Request<Body>, Response = Response<B>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("cannot serve on this thread: {e}");
+            return;
+        }
+    };
+    let mut builder = Builder::new(TokioExecutor::new());
+    // As axum's `serve`: the CONNECT protocol for HTTP/2 upgrades.
+    builder.http2().enable_connect_protocol();
+    // Connections watch `signal_tx` to learn about the drain; this thread
+    // watches `close_tx` to learn that they are all gone.
+    let (signal_tx, signal_rx) = watch::channel(());
+    let (close_tx, close_rx) = watch::channel(());
+    loop {
+        let (tcp, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    handle_accept_error(e).await;
+                    continue;
+                }
+            },
+            _ = phase.wait_for(|p| *p != Phase::Serving) => break,
+        };
+        // Small JSON answers must not wait for a delayed ACK (Nagle).
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("set_nodelay failed: {e}");
+        }
+        let service = TowerToHyperService::new(
+            app.clone()
+                .map_request(|req: Request<Incoming>| req.map(Body::new)),
+        );
+        let builder = builder.clone();
+        let signal_tx = signal_tx.clone();
+        let close_rx = close_rx.clone();
+        tokio::spawn(async move {
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+            let mut conn = std::pin::pin!(conn);
+            let mut draining = std::pin::pin!(signal_tx.closed().fuse());
+            loop {
+                tokio::select! {
+                    result = conn.as_mut() => {
+                        if let Err(e) = result {
+                            tracing::trace!("connection ended with an error: {e}");
+                        }
+                        break;
+                    }
+                    _ = &mut draining => conn.as_mut().graceful_shutdown(),
+                }
+            }
+            drop(close_rx);
+        });
+    }
+    drop(listener);
+    drop(signal_rx);
+    drop(close_rx);
+    tokio::select! {
+        _ = close_tx.closed() => {}
+        _ = phase.wait_for(|p| *p == Phase::Abort) => {}
+    }
+}
+
+/// As axum's `serve`: a connection that failed before it was accepted is the
+/// client's problem; anything else (out of file descriptors) is logged and
+/// retried after a pause rather than spun on.
+async fn handle_accept_error(e: std::io::Error) {
+    if matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!("accept error: {e}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// SIGTERM or SIGINT (Ctrl-C).

@@ -83,7 +83,12 @@ impl AppState {
         let pricer: Pricer = Arc::new(|d, usage| cost_of(d.prices.as_ref(), usage));
         let dispatch = Dispatch::new(DispatchCore {
             router: router.clone(),
-            upstream: Upstream::new(client.clone(), config.general.max_retries),
+            upstream: Upstream::new(
+                client.clone(),
+                &ClientOptions::default(),
+                config.general.max_retries,
+            )
+            .map_err(BuildError::Client)?,
             strategy: config.router.strategy,
             cooldown,
             pricer,

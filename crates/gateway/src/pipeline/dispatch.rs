@@ -9,6 +9,7 @@ use crate::balance::{pick, CooldownPolicy, InFlight, Unavailable};
 use crate::router::{Deployment, ResolveError, Router, Target};
 use crate::stream::{ByteRelay, RelayMeter, SseLimits, SseRelay};
 use crate::tap::read_answer;
+use crate::transport::{ReadError, UpstreamResponse};
 use crate::upstream::{
     backoff, error_chain, retry_after, retryable_status, timeout_error, OutgoingRequest, Prepared,
     Upstream, MAX_RETRY_AFTER,
@@ -103,7 +104,7 @@ pub fn resolve_error(e: ResolveError) -> ApiError {
 
 /// A successful attempt (any non-retryable status) and what it took.
 struct Answered {
-    response: reqwest::Response,
+    response: UpstreamResponse,
     deployment: Arc<Deployment>,
     in_flight: InFlight,
 }
@@ -115,7 +116,7 @@ enum GroupFailure {
     /// Every attempt failed retryably. Keeps the last upstream answer (to pass on
     /// its status and `Retry-After`) or the last error.
     Exhausted {
-        last_reply: Option<(reqwest::Response, Arc<Deployment>)>,
+        last_reply: Option<(UpstreamResponse, Arc<Deployment>)>,
         error: ApiError,
         why: String,
     },
@@ -191,9 +192,10 @@ impl DispatchCore {
                 ..
             }) => {
                 // Pass the upstream's own failure (status, Retry-After) through.
-                let in_flight_free = self
-                    .respond_failure(response, &deployment, req, attempts, wait)
-                    .await;
+                // Boxed, as below: a rare path should not enlarge every request's future.
+                let in_flight_free =
+                    Box::pin(self.respond_failure(response, &deployment, req, attempts, wait))
+                        .await;
                 Ok(in_flight_free)
             }
             Some(GroupFailure::Exhausted { error, .. }) | Some(GroupFailure::Client(error)) => {
@@ -227,7 +229,7 @@ impl DispatchCore {
         };
         let allowed = 1 + self.upstream.max_retries();
         let mut tried: Vec<usize> = Vec::new();
-        let mut last_reply: Option<(reqwest::Response, Arc<Deployment>)> = None;
+        let mut last_reply: Option<(UpstreamResponse, Arc<Deployment>)> = None;
         let mut last_error: Option<ApiError> = None;
         let mut why = String::new();
         for attempt in 0..allowed {
@@ -346,8 +348,9 @@ impl DispatchCore {
         });
         if !status.is_success() {
             drop(in_flight);
-            return self
-                .respond_failure(response, &deployment, req, attempts, wait)
+            // Boxed: every request's future is allocated and moved at the size of
+            // its largest path, and error answers are the rare one.
+            return Box::pin(self.respond_failure(response, &deployment, req, attempts, wait))
                 .await;
         }
         let provider: &'static str = deployment.provider.name.as_str();
@@ -390,7 +393,7 @@ impl DispatchCore {
                 in_flight,
                 !req.include_usage,
             );
-            let upstream = Box::pin(response.bytes_stream());
+            let upstream = response.into_body();
             let relay = match deployment.adapter {
                 None => SseRelay::pass_through(upstream, provider, limits, meter),
                 Some(adapter) => SseRelay::translated(
@@ -406,16 +409,16 @@ impl DispatchCore {
             h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
             h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-            routing_headers(h, &deployment.id, attempts, fallback_reason.as_deref());
+            routing_headers(h, &deployment, attempts, fallback_reason.as_deref());
             return resp;
         }
         let content_type = response.headers().get(CONTENT_TYPE).cloned();
         let body_started = Instant::now();
-        let body = tokio::time::timeout_at(req.deadline, response.bytes()).await;
+        let body = response.bytes(req.deadline).await;
         wait += body_started.elapsed();
         drop(in_flight);
         let result: Result<(Bytes, HeaderValue), ApiError> = match body {
-            Ok(Ok(b)) => match deployment.adapter {
+            Ok(b) => match deployment.adapter {
                 Some(adapter) if req.endpoint == Endpoint::ChatCompletions => adapter
                     .chat_response(&b, &ctx)
                     .map(|t| (t, HeaderValue::from_static("application/json"))),
@@ -427,16 +430,16 @@ impl DispatchCore {
                     content_type.unwrap_or_else(|| HeaderValue::from_static("application/json")),
                 )),
             },
-            Ok(Err(e)) if e.is_timeout() => Err(timeout_error(&deployment)),
-            Ok(Err(e)) => Err(ApiError::new(
+            Err(ReadError::Timeout) => Err(timeout_error(&deployment)),
+            Err(ReadError::Failed(e)) => Err(ApiError::new(
                 ErrorKind::BadGateway,
                 format!(
                     "upstream provider `{provider}` failed while sending its response: {}",
-                    error_chain(&e.without_url())
+                    error_chain(&e)
                 ),
             )
             .with_code("upstream_error")),
-            Err(_) => Err(ApiError::new(
+            Err(ReadError::Deadline) => Err(ApiError::new(
                 ErrorKind::GatewayTimeout,
                 "the request exceeded the proxy's request timeout ([server].request_timeout_secs)",
             )
@@ -444,7 +447,7 @@ impl DispatchCore {
         };
         let (body, content_type) = match result {
             Ok(ok) => ok,
-            Err(e) => return self.settle_error(req, &e, wait, &deployment.id, attempts),
+            Err(e) => return self.settle_error(req, &e, wait, &deployment, attempts),
         };
         let answer = if req.expects_json {
             read_answer(&body)
@@ -460,7 +463,7 @@ impl DispatchCore {
                 ),
             )
             .with_code("upstream_invalid_response");
-            return self.settle_error(req, &e, wait, &deployment.id, attempts);
+            return self.settle_error(req, &e, wait, &deployment, attempts);
         };
         let cost = usage
             .as_ref()
@@ -481,7 +484,7 @@ impl DispatchCore {
         let mut resp = http::Response::new(GatewayBody::full(body));
         let h = resp.headers_mut();
         h.insert(CONTENT_TYPE, content_type);
-        routing_headers(h, &deployment.id, attempts, fallback_reason.as_deref());
+        routing_headers(h, &deployment, attempts, fallback_reason.as_deref());
         resp
     }
 
@@ -489,7 +492,7 @@ impl DispatchCore {
     #[allow(clippy::too_many_arguments)]
     fn relay_bytes(
         &self,
-        response: reqwest::Response,
+        response: UpstreamResponse,
         deployment: Arc<Deployment>,
         in_flight: InFlight,
         req: &ChatRequest,
@@ -519,18 +522,18 @@ impl DispatchCore {
             in_flight,
             false,
         );
-        let relay = ByteRelay::new(Box::pin(response.bytes_stream()), provider, limits, meter);
+        let relay = ByteRelay::new(response.into_body(), provider, limits, meter);
         let mut resp = http::Response::new(GatewayBody::Bytes(Box::pin(relay)));
         let h = resp.headers_mut();
         h.insert(CONTENT_TYPE, content_type);
-        routing_headers(h, &deployment.id, attempts, fallback_reason.as_deref());
+        routing_headers(h, &deployment, attempts, fallback_reason.as_deref());
         resp
     }
 
     /// A non-2xx upstream answer, mapped for the client.
     async fn respond_failure(
         &self,
-        response: reqwest::Response,
+        response: UpstreamResponse,
         deployment: &Arc<Deployment>,
         req: &ChatRequest,
         attempts: u32,
@@ -539,7 +542,7 @@ impl DispatchCore {
         let status = response.status();
         let retry_after = response.headers().get(RETRY_AFTER).cloned();
         let body_started = Instant::now();
-        let body = read_capped(response, req.deadline).await;
+        let body = response.read_capped(req.deadline, MAX_ERROR_BODY).await;
         wait += body_started.elapsed();
         let mut resp = match deployment.adapter {
             Some(adapter) => error_reply(&adapter.error(status.as_u16(), &body)),
@@ -557,7 +560,7 @@ impl DispatchCore {
             o.upstream_wait = wait;
         });
         req.settlement.settle();
-        routing_headers(resp.headers_mut(), &deployment.id, attempts, None);
+        routing_headers(resp.headers_mut(), deployment, attempts, None);
         resp
     }
 
@@ -566,7 +569,7 @@ impl DispatchCore {
         req: &ChatRequest,
         e: &ApiError,
         wait: Duration,
-        id: &str,
+        deployment: &Deployment,
         attempts: u32,
     ) -> ChatResponse {
         req.settlement.update(|o| {
@@ -576,7 +579,7 @@ impl DispatchCore {
         });
         req.settlement.settle();
         let mut resp = error_reply(e);
-        routing_headers(resp.headers_mut(), id, attempts, None);
+        routing_headers(resp.headers_mut(), deployment, attempts, None);
         resp
     }
 }
@@ -740,14 +743,21 @@ fn request_usage(body: &Bytes) -> Bytes {
 /// Which deployment answered, after how many attempts, and why a fallback was used.
 fn routing_headers(
     headers: &mut HeaderMap,
-    deployment_id: &str,
+    deployment: &Deployment,
     attempts: u32,
     fallback: Option<&str>,
 ) {
-    if let Ok(v) = HeaderValue::from_str(deployment_id) {
-        headers.insert(MODEL_ID_HEADER.clone(), v);
+    // Both values are made without allocating: the id's once per deployment,
+    // small attempt counts from static text.
+    if let Some(v) = &deployment.id_header {
+        headers.insert(MODEL_ID_HEADER.clone(), v.clone());
     }
-    headers.insert(ATTEMPTS_HEADER.clone(), HeaderValue::from(attempts));
+    const COUNTS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    let attempts = match COUNTS.get(attempts as usize) {
+        Some(text) => HeaderValue::from_static(text),
+        None => HeaderValue::from(attempts),
+    };
+    headers.insert(ATTEMPTS_HEADER.clone(), attempts);
     if let Some(Ok(v)) = fallback.map(HeaderValue::from_str) {
         headers.insert(FALLBACK_HEADER.clone(), v);
     }
@@ -764,21 +774,6 @@ pub fn error_reply(e: &ApiError) -> ChatResponse {
             .insert(RETRY_AFTER, HeaderValue::from(secs));
     }
     resp
-}
-
-async fn read_capped(mut resp: reqwest::Response, deadline: Instant) -> Bytes {
-    let mut out = Vec::new();
-    let read = async {
-        while let Ok(Some(chunk)) = resp.chunk().await {
-            let room = MAX_ERROR_BODY.saturating_sub(out.len());
-            out.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            if out.len() >= MAX_ERROR_BODY {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout_at(deadline, read).await;
-    Bytes::from(out)
 }
 
 /// Map a non-2xx answer from an OpenAI-compatible upstream. Client errors keep

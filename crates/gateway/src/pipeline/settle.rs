@@ -117,6 +117,10 @@ impl Settlement {
                 return;
             }
             state.settled = true;
+            if state.hooks.is_empty() {
+                // Nothing to tell (no layer is configured): skip copying the outcome.
+                return;
+            }
             (std::mem::take(&mut state.hooks), state.outcome.clone())
         };
         for hook in hooks {

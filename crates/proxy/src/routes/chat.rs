@@ -57,11 +57,15 @@ fn cache_directives(headers: &HeaderMap) -> CacheDirectives {
 /// serve; everything else (auth, checks, layers, metering) is shared.
 pub fn model_route(endpoint: Endpoint) -> MethodRouter<Arc<AppState>> {
     post(
-        move |State(state): State<Arc<AppState>>,
-              principal: Principal,
-              headers: HeaderMap,
-              body: Body| async move {
-            forward(&state, &principal, &headers, body, endpoint).await
+        move |State(state): State<Arc<AppState>>, req: http::Request<Body>| async move {
+            // Taken whole rather than through the `Principal` and `HeaderMap`
+            // extractors, which would copy every header of every request; the
+            // key is still checked before the body is read.
+            let (parts, body) = req.into_parts();
+            match state.keys.authenticate(&parts.headers) {
+                Ok(principal) => forward(&state, &principal, &parts.headers, body, endpoint).await,
+                Err(e) => error_response(&e),
+            }
         },
     )
 }

@@ -1,0 +1,136 @@
+//! What the upstream sees and what the client gets back, as with the reqwest
+//! client the proxy used before driving hyper's client itself: default
+//! headers, redirects answered rather than followed, and the wording of a
+//! connection failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod common;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use common::*;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+type Seen = Arc<Mutex<Vec<(String, HeaderMap, String)>>>;
+
+const ANSWER: &str = r#"{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
+
+/// An upstream that records every request; `/v1/chat/completions` answers with
+/// `first`, `/moved/chat/completions` with a chat answer.
+async fn upstream(first: StatusCode, location: Option<&'static str>) -> (SocketAddr, Seen) {
+    let seen: Seen = Arc::default();
+    async fn record(
+        State((seen, first, location)): State<(Seen, StatusCode, Option<&'static str>)>,
+        uri: axum::http::Uri,
+        headers: HeaderMap,
+        body: String,
+    ) -> axum::response::Response {
+        seen.lock()
+            .unwrap()
+            .push((uri.path().to_string(), headers, body));
+        if uri.path() == "/moved/chat/completions" {
+            return ([("content-type", "application/json")], ANSWER).into_response();
+        }
+        let mut resp = (first, ANSWER).into_response();
+        resp.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        if let Some(l) = location {
+            resp.headers_mut().insert("location", l.parse().unwrap());
+        }
+        resp
+    }
+    let app = axum::Router::new()
+        .route("/v1/chat/completions", post(record))
+        .route("/moved/chat/completions", post(record))
+        .with_state((seen.clone(), first, location));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, seen)
+}
+
+fn config(addr: SocketAddr) -> String {
+    fake_proxy_config(&[fake_model(
+        "gpt-4o",
+        "openai/gpt-4o",
+        &format!("http://{addr}/v1"),
+        UPSTREAM_KEY,
+        "",
+    )])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_gets_the_client_bytes_and_the_same_default_headers() {
+    let (addr, seen) = upstream(StatusCode::OK, None).await;
+    let proxy = start_proxy(&config(addr)).await;
+    let body =
+        r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"x_unknown":[1,2]}"#;
+    let resp = client()
+        .post(proxy.url("/v1/chat/completions"))
+        .bearer_auth(MASTER)
+        .header("content-type", "application/json")
+        .header("x-request-id", "req-42")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let v = json_ok(resp).await;
+    assert_eq!(v["choices"][0]["message"]["content"], "hi");
+    let seen = seen.lock().unwrap();
+    let (path, h, got) = &seen[0];
+    assert_eq!(path, "/v1/chat/completions");
+    assert_eq!(got, body, "forwarded byte for byte");
+    assert_eq!(h["authorization"], format!("Bearer {UPSTREAM_KEY}"));
+    assert_eq!(h["content-type"], "application/json");
+    assert_eq!(h["x-request-id"], "req-42");
+    assert_eq!(h["accept"], "*/*");
+    assert_eq!(
+        h["user-agent"],
+        concat!("liter-llm/", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(h["host"], addr.to_string());
+    assert_eq!(h["content-length"], body.len().to_string());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirect_is_answered_not_followed() {
+    let (addr, seen) = upstream(
+        StatusCode::TEMPORARY_REDIRECT,
+        Some("/moved/chat/completions"),
+    )
+    .await;
+    let proxy = start_proxy(&config(addr)).await;
+    let resp = post_chat(&proxy, MASTER, &chat_body("gpt-4o", false)).await;
+    let (msg, _) = error_message(resp, 502).await;
+    assert!(msg.contains("returned 307"), "{msg}");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1, "sent once, not to the redirect target");
+    assert_eq!(seen[0].0, "/v1/chat/completions");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirect_without_location_is_an_upstream_answer() {
+    let (addr, _) = upstream(StatusCode::MOVED_PERMANENTLY, None).await;
+    let proxy = start_proxy(&config(addr)).await;
+    let resp = post_chat(&proxy, MASTER, &chat_body("gpt-4o", false)).await;
+    let (msg, _) = error_message(resp, 502).await;
+    assert!(msg.contains("returned 301"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_connection_is_worded_as_before() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let proxy = start_proxy(&config(addr)).await;
+    let resp = post_chat(&proxy, MASTER, &chat_body("gpt-4o", false)).await;
+    let (msg, v) = error_message(resp, 502).await;
+    // reqwest's wording, cause by cause (the OS error number varies by platform).
+    let expected = format!(
+        "could not reach upstream provider `openai` at http://{addr}: error sending request: client error (Connect): tcp connect error: Connection refused (os error "
+    );
+    assert!(msg.starts_with(&expected), "{msg}");
+    assert_eq!(v["error"]["code"], "upstream_unreachable");
+}
