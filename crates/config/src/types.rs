@@ -42,6 +42,9 @@ pub struct General {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub master_key: Option<Secret>,
     pub default_timeout_secs: u64,
+    /// Limit on opening a connection to an upstream (TCP connect and TLS
+    /// handshake), for deployments without their own `connect_timeout_secs`.
+    pub connect_timeout_secs: u64,
     pub max_retries: u32,
     pub enable_cost_tracking: bool,
     pub enable_tracing: bool,
@@ -55,6 +58,7 @@ impl Default for General {
         General {
             master_key: None,
             default_timeout_secs: 120,
+            connect_timeout_secs: 10,
             max_retries: 3,
             enable_cost_tracking: false,
             enable_tracing: false,
@@ -104,6 +108,9 @@ pub struct ModelEntry {
     pub base_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u64>,
+    /// This deployment's limit on opening a connection (TCP and TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallbacks: Vec<String>,
     /// Models to use instead when the prompt is too long for this one.
@@ -385,6 +392,9 @@ impl Config {
         if self.general.default_timeout_secs == 0 {
             return invalid("`general.default_timeout_secs` must be at least 1".into());
         }
+        if self.general.connect_timeout_secs == 0 {
+            return invalid("`general.connect_timeout_secs` must be at least 1".into());
+        }
         // Far beyond any sane value, and far below where deadline arithmetic overflows.
         const MAX_TIMEOUT_SECS: u64 = 365 * 24 * 3600;
         for (field, v) in [
@@ -396,6 +406,10 @@ impl Config {
             (
                 "general.default_timeout_secs",
                 self.general.default_timeout_secs,
+            ),
+            (
+                "general.connect_timeout_secs",
+                self.general.connect_timeout_secs,
             ),
         ] {
             if v > MAX_TIMEOUT_SECS {
@@ -424,10 +438,15 @@ impl Config {
             if m.provider_model.trim().is_empty() {
                 return invalid(format!("`models[{i}].provider_model` is empty"));
             }
-            if m.timeout_secs == Some(0) || m.timeout_secs.is_some_and(|t| t > MAX_TIMEOUT_SECS) {
-                return invalid(format!(
-                    "`models[{i}].timeout_secs` must be between 1 and {MAX_TIMEOUT_SECS}"
-                ));
+            for (field, v) in [
+                ("timeout_secs", m.timeout_secs),
+                ("connect_timeout_secs", m.connect_timeout_secs),
+            ] {
+                if v == Some(0) || v.is_some_and(|t| t > MAX_TIMEOUT_SECS) {
+                    return invalid(format!(
+                        "`models[{i}].{field}` must be between 1 and {MAX_TIMEOUT_SECS}"
+                    ));
+                }
             }
             if m.api_key.as_ref().is_some_and(Secret::is_empty) {
                 return invalid(format!("`models[{i}].api_key` is empty; remove it to use the provider's environment variable"));

@@ -42,6 +42,8 @@ pub struct Deployment {
     pub chat_uri: http::Uri,
     pub auth: Option<(HeaderName, HeaderValue)>,
     pub timeout: Duration,
+    /// Limit on opening a connection to this deployment (TCP and TLS).
+    pub connect_timeout: Duration,
     /// `None` for OpenAI-compatible providers, whose requests are forwarded as
     /// the client's bytes; otherwise the translation to the provider's API.
     pub adapter: Option<&'static dyn ChatAdapter>,
@@ -138,6 +140,7 @@ pub struct Router {
     registry: &'static Registry,
     env: liter_llm_config::EnvLookup,
     default_timeout: Duration,
+    default_connect_timeout: Duration,
     /// Token sources by provider and credential digest, so deployments (and
     /// alias routes, built per request) with one credential share one token.
     tokens: Mutex<HashMap<String, Arc<TokenSource>>>,
@@ -211,6 +214,7 @@ struct DeploymentSpec<'a> {
     api_key: Option<&'a Secret>,
     base_url: Option<&'a str>,
     timeout: Duration,
+    connect_timeout: Duration,
     field: &'a str,
 }
 
@@ -221,6 +225,7 @@ impl Router {
         env: liter_llm_config::EnvLookup,
     ) -> Result<Router, RouterError> {
         let default_timeout = Duration::from_secs(config.general.default_timeout_secs);
+        let default_connect_timeout = Duration::from_secs(config.general.connect_timeout_secs);
         let mut router = Router {
             groups: HashMap::new(),
             order: Vec::new(),
@@ -228,6 +233,7 @@ impl Router {
             registry,
             env,
             default_timeout,
+            default_connect_timeout,
             tokens: Mutex::new(HashMap::new()),
         };
         for (i, m) in config.models.iter().enumerate() {
@@ -245,6 +251,9 @@ impl Router {
                     api_key: m.api_key.as_ref(),
                     base_url: m.base_url.as_deref(),
                     timeout: m.timeout_secs.map_or(default_timeout, Duration::from_secs),
+                    connect_timeout: m
+                        .connect_timeout_secs
+                        .map_or(default_connect_timeout, Duration::from_secs),
                     field: &field,
                 })
                 .map_err(RouterError)?;
@@ -463,6 +472,7 @@ impl Router {
             base_url,
             auth,
             timeout: spec.timeout,
+            connect_timeout: spec.connect_timeout,
             adapter: native(provider.adapter),
             weight: 1,
             options,
@@ -672,6 +682,7 @@ impl Router {
             api_key: alias.api_key.as_ref(),
             base_url: alias.base_url.as_deref(),
             timeout: self.default_timeout,
+            connect_timeout: self.default_connect_timeout,
             field: "aliases",
         })
         .map(|d| Target::Alias(Arc::new(d)))
@@ -683,6 +694,18 @@ impl Router {
 
     pub fn groups(&self) -> impl Iterator<Item = &ModelGroup> {
         self.order.iter().filter_map(|n| self.groups.get(n))
+    }
+
+    /// Every connect timeout a deployment can have, the default first: the
+    /// upstream client keeps one connection pool per value.
+    pub fn connect_timeouts(&self) -> Vec<Duration> {
+        let mut all = vec![self.default_connect_timeout];
+        for d in self.groups().flat_map(|g| g.deployments.iter()) {
+            if !all.contains(&d.connect_timeout) {
+                all.push(d.connect_timeout);
+            }
+        }
+        all
     }
 
     pub fn alias_patterns(&self) -> impl Iterator<Item = &str> {

@@ -110,11 +110,13 @@ fn env_proxy_configured() -> bool {
 }
 
 impl Transport {
-    /// The hyper client, or `fallback` (reqwest) when a proxy is configured in
-    /// the environment.
-    pub fn new(opts: &ClientOptions, fallback: reqwest::Client) -> Result<Transport, String> {
+    /// The hyper client, or reqwest when a proxy is configured in the
+    /// environment.
+    pub fn new(opts: &ClientOptions) -> Result<Transport, String> {
         if env_proxy_configured() {
-            return Ok(Transport::Reqwest(fallback));
+            return liter_llm_providers::client::build_client(opts)
+                .map(Transport::Reqwest)
+                .map_err(|e| format!("cannot build the upstream HTTP client: {e}"));
         }
         LocalClients::new(opts).map(|c| Transport::Hyper(Box::new(c)))
     }
@@ -194,13 +196,51 @@ where
         Box::pin(async move {
             match tokio::time::timeout(timeout, connecting).await {
                 Ok(r) => r,
-                Err(_) => Err(Box::new(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "operation timed out",
-                )) as BoxError),
+                Err(_) => Err(Box::new(ConnectTimedOut(timeout)) as BoxError),
             }
         })
     }
+}
+
+/// Opening the connection (TCP and TLS) took longer than the connect timeout.
+#[derive(Debug)]
+pub struct ConnectTimedOut(pub Duration);
+
+impl std::fmt::Display for ConnectTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "connect timed out after {} s", self.0.as_secs_f64())
+    }
+}
+
+impl StdError for ConnectTimedOut {}
+
+/// Whether the failure was the connect timeout, as opposed to the deployment
+/// timeout running out while waiting for an answer.
+pub fn is_connect_timeout(e: &(dyn StdError + 'static)) -> bool {
+    let mut connecting = false;
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<ConnectTimedOut>() {
+            return true;
+        }
+        // The TCP connector's own timer (same value, it splits it between a
+        // host's addresses) may fire first, as a timed-out I/O error.
+        if let Some(h) = err.downcast_ref::<hyper_util::client::legacy::Error>() {
+            connecting |= h.is_connect();
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if connecting && io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+        }
+        if let Some(r) = err.downcast_ref::<reqwest::Error>() {
+            if r.is_connect() && r.is_timeout() {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// The default headers reqwest added when the request had none of its own.
@@ -251,6 +291,9 @@ impl StdError for DecodeError {
 pub fn is_timeout(e: &(dyn StdError + 'static)) -> bool {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(err) = cur {
+        if err.is::<ConnectTimedOut>() {
+            return true;
+        }
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
             if io.kind() == std::io::ErrorKind::TimedOut {
                 return true;

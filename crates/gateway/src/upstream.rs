@@ -4,7 +4,8 @@
 
 use crate::router::Deployment;
 use crate::transport::{
-    add_default_headers, is_timeout, SendError, Transport, UpstreamBody, UpstreamResponse,
+    add_default_headers, is_connect_timeout, is_timeout, SendError, Transport, UpstreamBody,
+    UpstreamResponse,
 };
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
@@ -24,7 +25,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 pub struct Upstream {
     /// For OAuth token fetches, which are rare and go through reqwest.
     client: reqwest::Client,
-    transport: Transport,
+    /// One transport (so one set of connection pools) per connect timeout in
+    /// use, the default first; deployments pick theirs by value.
+    transports: Vec<(Duration, Transport)>,
     max_retries: u32,
 }
 
@@ -106,18 +109,39 @@ impl Upstream {
         self.max_retries
     }
 
-    /// `client` serves OAuth token fetches, and the upstream calls too when a
-    /// proxy is configured in the environment (see [`Transport`]).
+    /// `client` serves OAuth token fetches. `connect_timeouts` are the values
+    /// deployments use (`Router::connect_timeouts`), the default first; each
+    /// gets its own transport built from `opts` with that connect timeout.
     pub fn new(
         client: reqwest::Client,
         opts: &ClientOptions,
+        connect_timeouts: &[Duration],
         max_retries: u32,
     ) -> Result<Upstream, String> {
+        let mut transports = Vec::with_capacity(connect_timeouts.len().max(1));
+        for t in connect_timeouts.iter().copied() {
+            let opts = ClientOptions {
+                connect_timeout: t,
+                ..opts.clone()
+            };
+            transports.push((t, Transport::new(&opts)?));
+        }
+        if transports.is_empty() {
+            transports.push((opts.connect_timeout, Transport::new(opts)?));
+        }
         Ok(Upstream {
-            transport: Transport::new(opts, client.clone())?,
+            transports,
             client,
             max_retries,
         })
+    }
+
+    fn transport_for(&self, d: &Deployment) -> &Transport {
+        let (_, default) = &self.transports[0];
+        self.transports
+            .iter()
+            .find(|(t, _)| *t == d.connect_timeout)
+            .map_or(default, |(_, transport)| transport)
     }
 
     /// One attempt against one deployment.
@@ -138,7 +162,7 @@ impl Upstream {
         // so for streams the timeout bounds only the wait for response headers and
         // the stream itself enforces it as an idle limit between chunks.
         let body_deadline = (!req.stream).then(|| started + d.timeout);
-        let sent = match &self.transport {
+        let sent = match self.transport_for(d) {
             Transport::Hyper(client) => {
                 // Redirects are answered, not followed, as with the reqwest
                 // client (`redirect::Policy::none()` in `providers::client`).
@@ -156,6 +180,7 @@ impl Upstream {
                     Ok(Ok(response)) => {
                         Ok(http::Response::from(response).map(UpstreamBody::Reqwest))
                     }
+                    Ok(Err(e)) if is_connect_timeout(&e) => return Err(connect_timeout_error(d)),
                     Ok(Err(e)) if e.is_timeout() => return Err(timeout_error(d)),
                     Ok(Err(e)) => return Err(unreachable(d, &e.without_url())),
                     Err(_) => return Err(timeout_error(d)),
@@ -164,6 +189,7 @@ impl Upstream {
         };
         match sent {
             Ok(response) => Ok(UpstreamResponse::new(response, body_deadline)),
+            Err(e) if is_connect_timeout(&e) => Err(connect_timeout_error(d)),
             Err(e) if is_timeout(&e) => Err(timeout_error(d)),
             Err(e) => Err(unreachable(d, &e)),
         }
@@ -276,6 +302,19 @@ pub fn timeout_error(d: &Deployment) -> ApiError {
             "upstream provider `{}` did not answer within {} s (timeout_secs)",
             d.provider.name,
             d.timeout.as_secs()
+        ),
+    )
+    .with_code("upstream_timeout")
+}
+
+pub fn connect_timeout_error(d: &Deployment) -> ApiError {
+    ApiError::new(
+        ErrorKind::GatewayTimeout,
+        format!(
+            "could not connect to upstream provider `{}` at {} within {} s (connect_timeout_secs)",
+            d.provider.name,
+            describe(&d.base_url),
+            d.connect_timeout.as_secs_f64()
         ),
     )
     .with_code("upstream_timeout")

@@ -224,6 +224,14 @@ fn negative_and_mistyped_values_are_rejected() {
             "[server]\ncors_origins = [\"example.com\"]\n",
             "cors_origins",
         ),
+        (
+            "[general]\nmaster_key = \"m\"\nconnect_timeout_secs = 0\n",
+            "general.connect_timeout_secs",
+        ),
+        (
+            "[general]\nmaster_key = \"m\"\n[[models]]\nname = \"a\"\nprovider_model = \"openai/gpt-4o\"\nconnect_timeout_secs = 0\n",
+            "models[0].connect_timeout_secs",
+        ),
     ] {
         let cfg = write(dir.path(), "bad.toml", text);
         let out = run(cmd(dir.path()).args(["config", "check", "-c", cfg.to_str().unwrap()]));

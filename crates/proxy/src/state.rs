@@ -86,6 +86,7 @@ impl AppState {
             upstream: Upstream::new(
                 client.clone(),
                 &ClientOptions::default(),
+                &router.connect_timeouts(),
                 config.general.max_retries,
             )
             .map_err(BuildError::Client)?,

@@ -134,3 +134,83 @@ async fn refused_connection_is_worded_as_before() {
     assert!(msg.starts_with(&expected), "{msg}");
     assert_eq!(v["error"]["code"], "upstream_unreachable");
 }
+
+/// An address whose connects hang: a listener that never accepts, with its
+/// accept queue filled, so further SYNs are dropped. The filling connections
+/// are returned so they stay open.
+fn address_that_never_connects() -> (SocketAddr, tokio::net::TcpSocket, Vec<std::net::TcpStream>) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let std_listener = socket.listen(0).unwrap().into_std().unwrap();
+    let socket = tokio::net::TcpSocket::from_std_stream(std::net::TcpStream::from(
+        std::os::fd::OwnedFd::from(std_listener),
+    ));
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(300)) {
+            Ok(s) => held.push(s),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return (addr, socket, held),
+            Err(e) => panic!("filling the accept queue: {e}"),
+        }
+    }
+    panic!("the accept queue never filled");
+}
+
+async fn connect_times_out_within(config: &str, secs: u64) {
+    let proxy = start_proxy(config).await;
+    let started = std::time::Instant::now();
+    let resp = post_chat(&proxy, MASTER, &chat_body("gpt-4o", false)).await;
+    let took = started.elapsed();
+    let (msg, v) = error_message(resp, 504).await;
+    assert!(
+        msg.contains(&format!("within {secs} s (connect_timeout_secs)")),
+        "{msg}"
+    );
+    assert_eq!(v["error"]["code"], "upstream_timeout");
+    assert!(
+        took >= std::time::Duration::from_millis(secs * 1000 - 100)
+            && took < std::time::Duration::from_secs(secs + 3),
+        "took {took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn model_connect_timeout_bounds_opening_the_connection() {
+    let (addr, _listener, _held) = address_that_never_connects();
+    // The deployment timeout (60 s) and the default connect timeout (10 s)
+    // would both wait far longer.
+    let config = fake_proxy_config(&[
+        fake_model(
+            "gpt-4o",
+            "openai/gpt-4o",
+            &format!("http://{addr}/v1"),
+            UPSTREAM_KEY,
+            "timeout_secs = 60\nconnect_timeout_secs = 1\n",
+        ),
+        fake_model(
+            "other",
+            "openai/gpt-4o",
+            &format!("http://{addr}/v1"),
+            UPSTREAM_KEY,
+            "",
+        ),
+    ]);
+    connect_times_out_within(&config, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn general_connect_timeout_applies_to_models_without_their_own() {
+    let (addr, _listener, _held) = address_that_never_connects();
+    let model = fake_model(
+        "gpt-4o",
+        "openai/gpt-4o",
+        &format!("http://{addr}/v1"),
+        UPSTREAM_KEY,
+        "timeout_secs = 60\n",
+    );
+    let config = format!(
+        "\n[general]\nmaster_key = \"{MASTER}\"\nmax_retries = 0\nconnect_timeout_secs = 2\n{model}"
+    );
+    connect_times_out_within(&config, 2).await;
+}
