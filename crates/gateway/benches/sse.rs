@@ -1,4 +1,5 @@
-//! The only per-chunk work on a stream: scanning for the `[DONE]` line.
+//! The only per-chunk work on a stream, scanning for the `[DONE]` line, and
+//! the only work on a whole answer, reading its usage.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -19,6 +20,13 @@ fn bench(c: &mut Criterion) {
             }
             s.feed(b"data: [DONE]\n\n")
         })
+    });
+    g.finish();
+    let answer = br#"{"id":"chatcmpl-2201","object":"chat.completion","created":1795833846,"model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from mock-upstream.","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":8,"completion_tokens":5,"total_tokens":13,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"service_tier":"default","system_fingerprint":"fp_mock"}"#;
+    let mut g = c.benchmark_group("answer");
+    g.throughput(Throughput::Bytes(answer.len() as u64));
+    g.bench_function("read_usage_model_finish", |b| {
+        b.iter(|| liter_llm_gateway::tap::read_answer(black_box(answer)))
     });
     g.finish();
 }

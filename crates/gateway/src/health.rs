@@ -5,13 +5,14 @@
 use crate::balance::ProbeReport;
 use crate::router::{Deployment, Router};
 use liter_llm_providers::adapters::{ChatContext, UpstreamTarget};
+use liter_llm_providers::client::ClientsByConnectTimeout;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(Clone)]
 pub struct HealthChecker {
     pub router: Arc<Router>,
-    pub client: reqwest::Client,
+    pub clients: ClientsByConnectTimeout,
     pub interval: Duration,
     /// Deployments of this group get a real one-token chat completion; all
     /// others the cheapest call their API has.
@@ -71,15 +72,16 @@ impl HealthChecker {
     }
 
     async fn call(&self, d: &Deployment, chat: bool) -> Result<reqwest::StatusCode, String> {
+        let client = self.clients.for_connect_timeout(d.connect_timeout);
         let mut req = match (d.adapter, chat) {
             // OpenAI-compatible APIs list models for free.
-            (None, false) => self.client.get(d.url("/models")),
+            (None, false) => client.get(d.url("/models")),
             (None, true) => {
                 let body = PROBE_BODY.replace(
                     r#""model":"""#,
                     &format!(r#""model":{}"#, json_string(&d.upstream_model)),
                 );
-                self.client
+                client
                     .post(d.chat_url.clone())
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .body(body)
@@ -99,8 +101,7 @@ impl HealthChecker {
                 let prepared = adapter
                     .chat_request_for(PROBE_BODY.as_bytes(), &ctx, &target)
                     .map_err(|e| e.message)?;
-                let mut r = self
-                    .client
+                let mut r = client
                     .post(d.url(&prepared.path))
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .body(prepared.body);
@@ -115,12 +116,23 @@ impl HealthChecker {
         }
         if let Some(tokens) = &d.token_source {
             let bearer = tokens
-                .authorization(&self.client, d.timeout)
+                .authorization(self.clients.default_client(), d.timeout)
                 .await
                 .map_err(|e| e.message)?;
             req = req.header(reqwest::header::AUTHORIZATION, bearer);
         }
-        req.send()
+        let mut req = req
+            .build()
+            .map_err(|e| crate::upstream::error_chain(&e.without_url()))?;
+        if let Some(basic) = &d.basic_auth {
+            if let http::header::Entry::Vacant(e) =
+                req.headers_mut().entry(reqwest::header::AUTHORIZATION)
+            {
+                e.insert(basic.clone());
+            }
+        }
+        client
+            .execute(req)
             .await
             .map(|r| r.status())
             .map_err(|e| crate::upstream::error_chain(&e.without_url()))

@@ -41,6 +41,10 @@ pub struct Deployment {
     /// did per request).
     pub chat_uri: http::Uri,
     pub auth: Option<(HeaderName, HeaderValue)>,
+    /// `Authorization: Basic` from credentials written into `base_url`
+    /// (`https://user:pass@host/v1`), sent when nothing else sets
+    /// `Authorization`, as reqwest did with such URLs.
+    pub basic_auth: Option<HeaderValue>,
     pub timeout: Duration,
     /// Limit on opening a connection to this deployment (TCP and TLS).
     pub connect_timeout: Duration,
@@ -419,6 +423,8 @@ impl Router {
                 "`{field}.base_url` must start with http:// or https://"
             ));
         }
+        let (base_url, basic_auth) = split_credentials(&base_url)
+            .map_err(|e| format!("`{field}.base_url` is not a valid URL: {e}"))?;
         let env_key;
         // Signed (SigV4) providers authenticate in their adapter; token (OAuth)
         // providers exchange the key (if they have one) for tokens below.
@@ -471,6 +477,7 @@ impl Router {
             chat_uri,
             base_url,
             auth,
+            basic_auth,
             timeout: spec.timeout,
             connect_timeout: spec.connect_timeout,
             adapter: native(provider.adapter),
@@ -714,5 +721,76 @@ impl Router {
 
     pub fn has_name(&self, name: &str) -> bool {
         self.groups.contains_key(name) || self.aliases.iter().any(|a| a.glob.matches(name))
+    }
+}
+
+/// `base_url` without the `user:pass@` it may carry, and those credentials as
+/// a Basic authorization value (percent-decoded, as reqwest sent them). The
+/// credentials must not stay in the URL: it is printed in logs and errors.
+fn split_credentials(base_url: &str) -> Result<(String, Option<HeaderValue>), String> {
+    let mut url = reqwest::Url::parse(base_url).map_err(|e| e.to_string())?;
+    if url.username().is_empty() && url.password().is_none() {
+        return Ok((base_url.to_string(), None));
+    }
+    let decode = |s: &str| percent_decode(s);
+    let user = decode(url.username());
+    let pass = url.password().map(decode);
+    let mut plain = user;
+    plain.push(b':');
+    if let Some(p) = pass {
+        plain.extend_from_slice(&p);
+    }
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(plain);
+    let mut value =
+        HeaderValue::from_str(&format!("Basic {encoded}")).map_err(|e| e.to_string())?;
+    value.set_sensitive(true);
+    url.set_username("")
+        .and_then(|()| url.set_password(None))
+        .map_err(|()| "cannot remove the credentials".to_string())?;
+    Ok((url.as_str().trim_end_matches('/').to_string(), Some(value)))
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_credentials_are_percent_decoded_into_basic_auth() {
+        let (url, basic) = split_credentials("https://a%40b:p%3Aw%20x@h.example:8443/v1").unwrap();
+        assert_eq!(url, "https://h.example:8443/v1");
+        use base64::Engine as _;
+        let expected = base64::engine::general_purpose::STANDARD.encode("a@b:p:w x");
+        assert_eq!(basic.unwrap(), format!("Basic {expected}").as_str());
+        let (url, basic) = split_credentials("http://127.0.0.1:8000/v1").unwrap();
+        assert_eq!((url.as_str(), basic), ("http://127.0.0.1:8000/v1", None));
+        let (_, basic) = split_credentials("http://user@h/v1").unwrap();
+        let expected = base64::engine::general_purpose::STANDARD.encode("user:");
+        assert_eq!(basic.unwrap(), format!("Basic {expected}").as_str());
     }
 }

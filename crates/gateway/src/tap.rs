@@ -102,7 +102,7 @@ impl WireAnswer<'_> {
 }
 
 /// What a non-streaming answer says about itself; `None` if it is not JSON.
-pub(crate) fn read_answer(body: &[u8]) -> Option<(Option<Usage>, Option<String>, Vec<String>)> {
+pub fn read_answer(body: &[u8]) -> Option<(Option<Usage>, Option<String>, Vec<String>)> {
     let a: WireAnswer<'_> = serde_json::from_slice(body).ok()?;
     let reasons = a.finish_reasons().map(str::to_string).collect();
     Some((

@@ -95,13 +95,17 @@ pub fn backoff(attempt: u32) -> Duration {
     exp.mul_f64(0.5 + fastrand::f64() * 0.5)
 }
 
-/// Scheme and host only: a base URL may carry credentials in its query.
-fn describe(url: &str) -> &str {
+/// Scheme and host only: a base URL may carry credentials in its query, or
+/// (before the router strips them) in its authority.
+fn describe(url: &str) -> String {
     let after_scheme = url.find("://").map_or(0, |i| i + 3);
     let end = url[after_scheme..]
-        .find(['/', '?'])
+        .find(['/', '?', '#'])
         .map_or(url.len(), |i| after_scheme + i);
-    &url[..end]
+    let host = url[after_scheme..end]
+        .rsplit_once('@')
+        .map_or(&url[after_scheme..end], |(_, host)| host);
+    format!("{}{host}", &url[..after_scheme])
 }
 
 impl Upstream {
@@ -254,6 +258,11 @@ fn hyper_request(
     for (name, value) in prepared.headers {
         h.append(name, value);
     }
+    if let Some(basic) = &d.basic_auth {
+        if let http::header::Entry::Vacant(e) = h.entry(http::header::AUTHORIZATION) {
+            e.insert(basic.clone());
+        }
+    }
     add_default_headers(h);
     Ok(request)
 }
@@ -284,11 +293,19 @@ fn reqwest_request(
     if let Some((name, value)) = &d.auth {
         builder = builder.header(name.clone(), value.clone());
     }
+    let mut authorized = bearer.is_some()
+        || d.auth
+            .as_ref()
+            .is_some_and(|(name, _)| name == reqwest::header::AUTHORIZATION);
     if let Some(bearer) = bearer {
         builder = builder.header(reqwest::header::AUTHORIZATION, bearer);
     }
     for (name, value) in prepared.headers {
+        authorized |= name == reqwest::header::AUTHORIZATION;
         builder = builder.header(name, value);
+    }
+    if let (Some(basic), false) = (&d.basic_auth, authorized) {
+        builder = builder.header(reqwest::header::AUTHORIZATION, basic.clone());
     }
     Ok(builder)
 }
@@ -348,6 +365,7 @@ mod tests {
             "https://api.example.com"
         );
         assert_eq!(describe("http://127.0.0.1:9/v1"), "http://127.0.0.1:9");
+        assert_eq!(describe("http://u:p@h:9/v1"), "http://h:9");
     }
 
     #[test]

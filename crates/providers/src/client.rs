@@ -20,6 +20,47 @@ impl Default for ClientOptions {
     }
 }
 
+/// reqwest clients for the rare calls that do not go through the upstream
+/// transport (health probes, OAuth token fetches): one per connect timeout in
+/// use, the default first, so each deployment's `connect_timeout_secs` holds
+/// for them too.
+#[derive(Clone, Debug)]
+pub struct ClientsByConnectTimeout(std::sync::Arc<Vec<(Duration, reqwest::Client)>>);
+
+impl ClientsByConnectTimeout {
+    /// `timeouts[0]` is the default; an empty list means `opts.connect_timeout`.
+    pub fn new(opts: &ClientOptions, timeouts: &[Duration]) -> Result<Self, reqwest::Error> {
+        let mut clients = Vec::with_capacity(timeouts.len().max(1));
+        let default = [opts.connect_timeout];
+        let timeouts = if timeouts.is_empty() {
+            &default[..]
+        } else {
+            timeouts
+        };
+        for t in timeouts {
+            let opts = ClientOptions {
+                connect_timeout: *t,
+                ..opts.clone()
+            };
+            clients.push((*t, build_client(&opts)?));
+        }
+        Ok(ClientsByConnectTimeout(std::sync::Arc::new(clients)))
+    }
+
+    /// The client with the default connect timeout.
+    pub fn default_client(&self) -> &reqwest::Client {
+        &self.0[0].1
+    }
+
+    /// The client with connect timeout `t`, or the default one.
+    pub fn for_connect_timeout(&self, t: Duration) -> &reqwest::Client {
+        self.0
+            .iter()
+            .find(|(have, _)| *have == t)
+            .map_or(self.default_client(), |(_, c)| c)
+    }
+}
+
 /// Build the process-wide upstream client. `TCP_NODELAY` avoids the 40 ms
 /// Nagle/delayed-ACK stall on small request bodies; HTTP/2 is negotiated by ALPN
 /// where the provider offers it. No overall timeout is set here: it depends on

@@ -71,7 +71,14 @@ where
     let listener = listener.into_std()?;
     let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
     let mut finished = Vec::new();
-    for i in 0..serving_threads() {
+    let threads = serving_threads();
+    // How many threads have no connection of their own left. A thread's
+    // runtime may still drive connections other threads' requests use (the
+    // reqwest transport and the OAuth token client pool across threads), so
+    // no runtime is dropped before every thread has drained.
+    let (drained_tx, drained_rx) = watch::channel(0usize);
+    let drained_tx = Arc::new(drained_tx);
+    for i in 0..threads {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -79,10 +86,20 @@ where
         let app = app.clone();
         let phase = phase_rx.clone();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let drained_tx = drained_tx.clone();
+        let mut drained_rx = drained_rx.clone();
         std::thread::Builder::new()
             .name(format!("liter-llm-serve-{i}"))
             .spawn(move || {
-                runtime.block_on(serve_on_this_thread(listener, app, phase));
+                runtime.block_on(async move {
+                    let mut abort = phase.clone();
+                    serve_on_this_thread(listener, app, phase).await;
+                    drained_tx.send_modify(|n| *n += 1);
+                    tokio::select! {
+                        _ = drained_rx.wait_for(|n| *n >= threads) => {}
+                        _ = abort.wait_for(|p| *p == Phase::Abort) => {}
+                    }
+                });
                 // Dropping the runtime closes whatever is still open.
                 drop(runtime);
                 let _ = done_tx.send(());
@@ -91,6 +108,7 @@ where
     }
     drop(listener);
     drop(phase_rx);
+    drop(drained_rx);
     if let Some(h) = &state.health {
         h.clone().spawn();
     }

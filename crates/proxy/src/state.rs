@@ -11,7 +11,7 @@ use liter_llm_gateway::pipeline::ChatService;
 use liter_llm_gateway::pricing::cost_of;
 use liter_llm_gateway::spend::SpendLog;
 use liter_llm_gateway::{Router, Upstream};
-use liter_llm_providers::client::{build_client, ClientOptions};
+use liter_llm_providers::client::{ClientOptions, ClientsByConnectTimeout};
 use liter_llm_providers::registry::Registry;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -69,7 +69,8 @@ impl AppState {
             Router::from_config(config, registry, env).map_err(|e| BuildError::Config(e.0))?,
         );
         let keys = KeyStore::from_config(config, &router).map_err(BuildError::Config)?;
-        let client = build_client(&ClientOptions::default())
+        let connect_timeouts = router.connect_timeouts();
+        let clients = ClientsByConnectTimeout::new(&ClientOptions::default(), &connect_timeouts)
             .map_err(|e| BuildError::Client(e.to_string()))?;
         let cooldown = match &config.cooldown {
             Some(c) => CooldownPolicy {
@@ -84,9 +85,9 @@ impl AppState {
         let dispatch = Dispatch::new(DispatchCore {
             router: router.clone(),
             upstream: Upstream::new(
-                client.clone(),
+                clients.default_client().clone(),
                 &ClientOptions::default(),
-                &router.connect_timeouts(),
+                &connect_timeouts,
                 config.general.max_retries,
             )
             .map_err(BuildError::Client)?,
@@ -112,7 +113,7 @@ impl AppState {
                 }
                 Some(HealthChecker {
                     router: router.clone(),
-                    client: client.clone(),
+                    clients: clients.clone(),
                     interval: Duration::from_secs(interval),
                     probe_model: h.probe_model.clone(),
                 })

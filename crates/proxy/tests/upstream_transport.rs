@@ -10,8 +10,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use common::*;
+use liter_llm_proxy::AppState;
+use mock_upstream::MockConfig;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 type Seen = Arc<Mutex<Vec<(String, HeaderMap, String)>>>;
 
@@ -213,4 +216,103 @@ async fn general_connect_timeout_applies_to_models_without_their_own() {
         "\n[general]\nmaster_key = \"{MASTER}\"\nmax_retries = 0\nconnect_timeout_secs = 2\n{model}"
     );
     connect_times_out_within(&config, 2).await;
+}
+
+/// Credentials in `base_url` (`http://user:pass@host/v1`) go out as
+/// `Authorization: Basic`, as reqwest sent them, and never into an error.
+#[tokio::test(flavor = "multi_thread")]
+async fn base_url_credentials_become_basic_auth_as_with_reqwest() {
+    let mock = mock_upstream::MockServer::start(MockConfig {
+        record: true,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let port = mock.addr().port();
+    let base = format!("http://alice:s3cret@127.0.0.1:{port}/v1");
+
+    // What the previous transport (reqwest) put on the wire for this URL.
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .post(format!("{base}/chat/completions"))
+        .json(&chat_body("m", false))
+        .send()
+        .await
+        .unwrap();
+    let via_reqwest = mock.requests()[0].headers.get("authorization").cloned();
+    assert_eq!(
+        via_reqwest
+            .as_ref()
+            .map(|v| v.to_str().unwrap().to_string()),
+        Some("Basic YWxpY2U6czNjcmV0".to_string()),
+        "reqwest sends base-URL credentials as Basic auth"
+    );
+
+    let config = format!(
+        "\n[general]\nmaster_key = \"{MASTER}\"\nmax_retries = 0\n\n[[models]]\nname = \"m\"\nprovider_model = \"custom_openai/m\"\nbase_url = \"{base}\"\n"
+    );
+    let proxy = start_proxy(&config).await;
+    let resp = post_chat(&proxy, MASTER, &chat_body("m", false)).await;
+    assert_eq!(resp.status(), 200);
+    let seen = mock.requests();
+    let last = seen.last().unwrap();
+    assert_eq!(
+        last.headers
+            .get("authorization")
+            .map(|v| v.to_str().unwrap().to_string()),
+        Some("Basic YWxpY2U6czNjcmV0".to_string()),
+        "the proxy (hyper transport) dropped the base_url credentials; headers: {:?}",
+        last.headers
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn base_url_credentials_never_appear_in_errors() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let config = fake_proxy_config(&[fake_model(
+        "gpt-4o",
+        "openai/gpt-4o",
+        &format!("http://alice:s3cret@{addr}/v1"),
+        UPSTREAM_KEY,
+        "",
+    )]);
+    let proxy = start_proxy(&config).await;
+    let resp = post_chat(&proxy, MASTER, &chat_body("gpt-4o", false)).await;
+    let (msg, _) = error_message(resp, 502).await;
+    assert!(msg.contains(&format!("at http://{addr}:")), "{msg}");
+    assert!(!msg.contains("s3cret") && !msg.contains("alice"), "{msg}");
+}
+
+/// Health probes open connections under the deployment's connect timeout too.
+#[tokio::test(flavor = "multi_thread")]
+async fn health_probe_honours_the_deployment_connect_timeout() {
+    let (addr, _listener, _held) = address_that_never_connects();
+    let model = fake_model(
+        "gpt-4o",
+        "openai/gpt-4o",
+        &format!("http://{addr}/v1"),
+        UPSTREAM_KEY,
+        "timeout_secs = 60\nconnect_timeout_secs = 1\n",
+    );
+    let config = format!(
+        "\n[general]\nmaster_key = \"{MASTER}\"\nmax_retries = 0\nconnect_timeout_secs = 1\n\n[health]\ninterval_secs = 3600\n{model}"
+    );
+    let state = Arc::new(AppState::build(&parse(&config), env_none()).unwrap());
+    let health = state.health.clone().unwrap();
+    let started = Instant::now();
+    health.probe_all().await;
+    let took = started.elapsed();
+    let d = state.router.groups().next().unwrap().deployments[0].clone();
+    let report = d.state.probe_report().unwrap();
+    eprintln!("probe took {took:?}: {:?}", report.error);
+    assert!(!report.healthy);
+    assert!(
+        took < Duration::from_secs(4),
+        "probe took {took:?} with connect_timeout_secs = 1 (error: {:?})",
+        report.error
+    );
 }
