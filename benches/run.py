@@ -3,9 +3,9 @@
 
     python3 benches/run.py [--quick] [--out bench-results/] [--no-build] [--pin]
 
-Builds the release binaries, starts two mock upstreams (one unpaced for request/response
-load, one paced at 32 chunks x 50 ms for streaming) and the proxy in front of them, all on
-127.0.0.1, then measures the same things directly against the mock and through the proxy,
+Builds the release binaries, starts three mock upstreams (one unpaced for request/response
+load, one paced at 32 chunks x 50 ms for streaming, one with short streams for time to
+first token) and the proxy in front of them, all on 127.0.0.1, then measures the same things directly against the mock and through the proxy,
 in alternating rounds. Prints a table and writes bench-results/<timestamp>.json.
 
 The method and the meaning of every figure are in docs/benchmarks.md.
@@ -47,6 +47,11 @@ MODEL = "gpt-4o"  # routed to the unpaced mock
 STREAM_MODEL = "gpt-4o-stream"  # routed to the paced mock
 STREAM_CHUNKS = 32
 STREAM_PACING_MS = 50
+# Time to first token is measured on short streams (the role chunk at once, one content
+# chunk 50 ms later), so that a round gives hundreds of samples and its p99 is not
+# simply its slowest stream.
+TTFT_MODEL = "gpt-4o-ttft"  # routed to the short-stream mock
+TTFT_CHUNKS = 1
 STALL_FACTOR = 10
 NOFILE_TARGET = 65536
 NOISY_FOREIGN_PCT = 10  # above this share of the CPUs used by others, flag the run as noisy
@@ -63,6 +68,8 @@ PROFILES = {
         "stream_rounds": 3,
         "stream_slots": 16,
         "stream_repeat": 4,
+        "ttft_rounds": 3,
+        "ttft_repeat": 24,
         "capacity_steps": [256, 512, 1024, 2048],
     },
     "quick": {
@@ -76,6 +83,8 @@ PROFILES = {
         "stream_rounds": 1,
         "stream_slots": 16,
         "stream_repeat": 3,
+        "ttft_rounds": 1,
+        "ttft_repeat": 8,
         "capacity_steps": [256, 512, 1024, 2048],
     },
 }
@@ -397,7 +406,8 @@ def wrk(tools: Tools, url: str, key: str, model: str, threads: int, conns: int, 
 
 
 def stream_bench(
-    tools: Tools, base_url: str, key: str, model: str, streams: int, repeat: int, ramp_ms: int, timeout: int = 60
+    tools: Tools, base_url: str, key: str, model: str, streams: int, repeat: int, ramp_ms: int, timeout: int = 60,
+    chunks: int = STREAM_CHUNKS,
 ) -> dict:
     argv = tools.pinned(
         "load",
@@ -414,7 +424,7 @@ def stream_bench(
             "--repeat",
             str(repeat),
             "--expect-chunks",
-            str(STREAM_CHUNKS),
+            str(chunks),
             "--pacing-ms",
             str(STREAM_PACING_MS),
             "--stall-factor",
@@ -522,6 +532,12 @@ def proxy_config(ports: dict, full_stack: bool, layer_fragments: list[dict]) -> 
         f'base_url = "http://{HOST}:{ports["paced"]}/v1"',
         f'api_key = "{UPSTREAM_KEY}"',
         "",
+        "[[models]]",
+        f'name = "{TTFT_MODEL}"',
+        'provider_model = "openai/gpt-4o"',
+        f'base_url = "http://{HOST}:{ports["short"]}/v1"',
+        f'api_key = "{UPSTREAM_KEY}"',
+        "",
         sections_extra,
     ]
     if full_stack:
@@ -529,7 +545,7 @@ def proxy_config(ports: dict, full_stack: bool, layer_fragments: list[dict]) -> 
             lines += [
                 "[[keys]]",
                 f'key = "sk-vk-{i:04d}"',
-                f'models = ["{MODEL}", "{STREAM_MODEL}"]',
+                f'models = ["{MODEL}", "{STREAM_MODEL}", "{TTFT_MODEL}"]',
                 "",
             ]
     return "\n".join(lines) + "\n"
@@ -617,6 +633,7 @@ def run_config(
     proxy_base = f"http://{HOST}:{ports['proxy']}"
     direct_base = f"http://{HOST}:{ports['mock']}"
     paced_base = f"http://{HOST}:{ports['paced']}"
+    short_base = f"http://{HOST}:{ports['short']}"
     wait_ready(f"{proxy_base}/health/readiness", proxy, proxy_log)
     time.sleep(1.0)
     out: dict = {
@@ -738,28 +755,55 @@ def run_config(
     def side(key_: str, field: str, stat: str) -> float | None:
         return median([r[key_][field][stat] for r in s_rounds])
 
+    # --- time to first token: short streams, many samples, alternating rounds ---------
+    t_repeat = prof["ttft_repeat"]
+    log(f"[{name}] time to first token: {prof['ttft_rounds']} rounds x {slots} streams x {t_repeat} per side")
+    stream_bench(tools, proxy_base, key, TTFT_MODEL, slots, 1, STREAM_PACING_MS, chunks=TTFT_CHUNKS)
+    t_rounds = []
+    for i in range(prof["ttft_rounds"]):
+        d = stream_bench(tools, short_base, UPSTREAM_KEY, MODEL, slots, t_repeat, STREAM_PACING_MS, chunks=TTFT_CHUNKS)
+        p = stream_bench(tools, proxy_base, key, TTFT_MODEL, slots, t_repeat, STREAM_PACING_MS, chunks=TTFT_CHUNKS)
+        for label, r in (("direct", d), ("proxy", p)):
+            if r["failed"] or r["lost"] or r["stalled"]:
+                problems.append(
+                    f"TTFT round {i + 1} {label}: failed={r['failed']} lost={r['lost']} "
+                    f"stalled={r['stalled']} errors={r['errors']} e.g. {r['error_samples'][:2]}"
+                )
+        t_rounds.append({"direct": d, "proxy": p})
+
+    def ttft(key_: str, stat: str) -> float | None:
+        return median([r[key_]["ttft_us"][stat] for r in t_rounds])
+
     out["streaming"] = {
         "streams": slots,
         "repeat": repeat,
         "chunks": STREAM_CHUNKS,
         "pacing_ms": STREAM_PACING_MS,
         "rounds": s_rounds,
+        "ttft_repeat": t_repeat,
+        "ttft_chunks": TTFT_CHUNKS,
+        "ttft_samples_per_round": slots * t_repeat,
+        "ttft_rounds": t_rounds,
         "direct": {
-            "ttft_p50_us": side("direct", "ttft_us", "p50"),
-            "ttft_p99_us": side("direct", "ttft_us", "p99"),
+            "ttft_p50_us": ttft("direct", "p50"),
+            "ttft_p99_us": ttft("direct", "p99"),
+            "ttft_long_streams_p50_us": side("direct", "ttft_us", "p50"),
+            "ttft_long_streams_p99_us": side("direct", "ttft_us", "p99"),
             "gap_p50_us": side("direct", "gap_us", "p50"),
             "gap_p99_us": side("direct", "gap_us", "p99"),
             "gap_max_us": side("direct", "gap_us", "max"),
         },
         "proxy": {
-            "ttft_p50_us": side("proxy", "ttft_us", "p50"),
-            "ttft_p99_us": side("proxy", "ttft_us", "p99"),
+            "ttft_p50_us": ttft("proxy", "p50"),
+            "ttft_p99_us": ttft("proxy", "p99"),
+            "ttft_long_streams_p50_us": side("proxy", "ttft_us", "p50"),
+            "ttft_long_streams_p99_us": side("proxy", "ttft_us", "p99"),
             "gap_p50_us": side("proxy", "gap_us", "p50"),
             "gap_p99_us": side("proxy", "gap_us", "p99"),
             "gap_max_us": side("proxy", "gap_us", "max"),
         },
-        "added_ttft_p50_us": median([r["proxy"]["ttft_us"]["p50"] - r["direct"]["ttft_us"]["p50"] for r in s_rounds]),
-        "added_ttft_p99_us": median([r["proxy"]["ttft_us"]["p99"] - r["direct"]["ttft_us"]["p99"] for r in s_rounds]),
+        "added_ttft_p50_us": median([r["proxy"]["ttft_us"]["p50"] - r["direct"]["ttft_us"]["p50"] for r in t_rounds]),
+        "added_ttft_p99_us": median([r["proxy"]["ttft_us"]["p99"] - r["direct"]["ttft_us"]["p99"] for r in t_rounds]),
     }
 
     # --- streaming capacity: most concurrent paced streams held cleanly ----------------
@@ -1117,7 +1161,7 @@ def main() -> int:
     ap.add_argument("--no-build", action="store_true", help="use the release binaries already built")
     ap.add_argument("--bin-dir", help="take liter-llm, mock-upstream and stream-bench from here (implies --no-build)")
     ap.add_argument("--pin", action="store_true", help="pin the proxy to CPU 1 and everything else to CPU 0")
-    ap.add_argument("--port-base", type=int, default=18100, help="proxy on BASE, mock on BASE+10, paced mock on BASE+11")
+    ap.add_argument("--port-base", type=int, default=18100, help="proxy on BASE, mock on BASE+10, paced mock on BASE+11, short-stream mock on BASE+12")
     ap.add_argument("--configs", default="bare,full_stack", help="comma list of: bare, full_stack")
     args = ap.parse_args()
 
@@ -1161,7 +1205,12 @@ def main() -> int:
         if nofile < NOFILE_TARGET:
             log(f"warning: could only raise the open-files limit to {nofile}")
 
-        ports = {"proxy": args.port_base, "mock": args.port_base + 10, "paced": args.port_base + 11}
+        ports = {
+            "proxy": args.port_base,
+            "mock": args.port_base + 10,
+            "paced": args.port_base + 11,
+            "short": args.port_base + 12,
+        }
         busy = [f"{k}={p}" for k, p in ports.items() if not port_free(p)]
         if busy:
             raise BenchError(f"ports in use on {HOST}: {', '.join(busy)} (pick others with --port-base)")
@@ -1187,10 +1236,21 @@ def main() -> int:
                 ),
                 paced_log,
             )
-            foreign.live_pids = [mock.pid, paced.pid]
+            short_log = logdir / "mock-short.log"
+            short = procs.start(
+                "mock-short",
+                tools.pinned(
+                    "mock",
+                    [*mock_argv, "--port", str(ports["short"]), "--chunks", str(TTFT_CHUNKS),
+                     "--chunk-interval-ms", str(STREAM_PACING_MS)],
+                ),
+                short_log,
+            )
+            foreign.live_pids = [mock.pid, paced.pid, short.pid]
             foreign.start = foreign._snap()
             wait_for_line(mock_log, "mock-upstream listening on", mock, 15)
             wait_for_line(paced_log, "mock-upstream listening on", paced, 15)
+            wait_for_line(short_log, "mock-upstream listening on", short, 15)
 
             log("mock ceiling: wrk -t2 -c64 against the mock alone")
             result["mock_ceiling"] = measure_ceiling(tools, ports, prof)
@@ -1202,7 +1262,7 @@ def main() -> int:
                     cfg, cfg == "full_stack", tools, ports, prof, procs, workdir, logdir,
                     fragments, result["mock_ceiling"]["rps"], paced.pid,
                 )
-            for name, proc in (("mock", mock), ("paced mock", paced)):
+            for name, proc in (("mock", mock), ("paced mock", paced), ("short-stream mock", short)):
                 if proc.poll() is not None:
                     raise BenchError(f"the {name} exited during the run with {proc.returncode}")
             result["meta"]["foreign_cpu_pct_during_run"] = foreign.pct()
