@@ -1227,25 +1227,15 @@ def main() -> int:
             mock_argv = [str(tools.mock), "--host", HOST, "--api-key", UPSTREAM_KEY]
             mock_log, paced_log = logdir / "mock.log", logdir / "mock-paced.log"
             mock = procs.start("mock", tools.pinned("mock", [*mock_argv, "--port", str(ports["mock"])]), mock_log)
-            paced = procs.start(
-                "mock-paced",
-                tools.pinned(
-                    "mock",
-                    [*mock_argv, "--port", str(ports["paced"]), "--chunks", str(STREAM_CHUNKS),
-                     "--chunk-interval-ms", str(STREAM_PACING_MS)],
-                ),
-                paced_log,
-            )
+
+            def streaming_mock(name: str, port: int, chunks: int, log_path: Path) -> subprocess.Popen:
+                argv = [*mock_argv, "--port", str(port), "--chunks", str(chunks),
+                        "--chunk-interval-ms", str(STREAM_PACING_MS)]
+                return procs.start(name, tools.pinned("mock", argv), log_path)
+
+            paced = streaming_mock("mock-paced", ports["paced"], STREAM_CHUNKS, paced_log)
             short_log = logdir / "mock-short.log"
-            short = procs.start(
-                "mock-short",
-                tools.pinned(
-                    "mock",
-                    [*mock_argv, "--port", str(ports["short"]), "--chunks", str(TTFT_CHUNKS),
-                     "--chunk-interval-ms", str(STREAM_PACING_MS)],
-                ),
-                short_log,
-            )
+            short = streaming_mock("mock-short", ports["short"], TTFT_CHUNKS, short_log)
             foreign.live_pids = [mock.pid, paced.pid, short.pid]
             foreign.start = foreign._snap()
             wait_for_line(mock_log, "mock-upstream listening on", mock, 15)
