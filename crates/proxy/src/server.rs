@@ -21,10 +21,12 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
 use tower::{Service, ServiceExt};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -78,7 +80,18 @@ where
     // no runtime is dropped before every thread has drained.
     let (drained_tx, drained_rx) = watch::channel(0usize);
     let drained_tx = Arc::new(drained_tx);
-    for i in 0..threads {
+    let mut inboxes = Vec::with_capacity(threads);
+    let mut balance = Balance {
+        live: (0..threads).map(|_| AtomicUsize::new(0)).collect(),
+        inboxes: Vec::with_capacity(threads),
+    };
+    for _ in 0..threads {
+        let (tx, rx) = mpsc::unbounded_channel();
+        balance.inboxes.push(tx);
+        inboxes.push(rx);
+    }
+    let balance = Arc::new(balance);
+    for (i, inbox) in inboxes.into_iter().enumerate() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -88,12 +101,17 @@ where
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let drained_tx = drained_tx.clone();
         let mut drained_rx = drained_rx.clone();
+        let seat = Seat {
+            index: i,
+            balance: balance.clone(),
+            inbox,
+        };
         std::thread::Builder::new()
             .name(format!("liter-llm-serve-{i}"))
             .spawn(move || {
                 runtime.block_on(async move {
                     let mut abort = phase.clone();
-                    serve_on_this_thread(listener, app, phase).await;
+                    serve_on_this_thread(listener, seat, app, phase).await;
                     drained_tx.send_modify(|n| *n += 1);
                     tokio::select! {
                         _ = drained_rx.wait_for(|n| *n >= threads) => {}
@@ -136,11 +154,86 @@ where
     Ok(clean)
 }
 
-/// One serving thread: accept, serve each connection on this thread, and on
-/// drain stop accepting and wait for this thread's connections (as axum's
-/// `serve` does), unless told to abort.
+/// How many connections each serving thread holds, and where to hand one to.
+///
+/// Every thread is woken by a new connection and the first to run accepts it,
+/// often all of a burst: 16 streams opened at once all landed on one thread,
+/// and a wrk run at c=64 split its connections about 64/36. A thread holding
+/// more than one connection above the least loaded one hands the new
+/// connection over; a balanced proxy hands over none.
+struct Balance {
+    live: Vec<AtomicUsize>,
+    inboxes: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
+}
+
+/// One serving thread's place in the [`Balance`].
+struct Seat {
+    index: usize,
+    balance: Arc<Balance>,
+    inbox: mpsc::UnboundedReceiver<std::net::TcpStream>,
+}
+
+impl Seat {
+    /// The thread that should serve a new connection (its count already
+    /// raised), this one unless another holds at least two fewer.
+    fn place(&self) -> usize {
+        let live = &self.balance.live;
+        let mine = live[self.index].load(Ordering::Relaxed);
+        let (least, fewest) = live
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .enumerate()
+            .min_by_key(|(_, n)| *n)
+            .unwrap_or((self.index, mine));
+        let target = if mine > fewest + 1 { least } else { self.index };
+        live[target].fetch_add(1, Ordering::Relaxed);
+        target
+    }
+
+    fn hand_over(&self, target: usize, tcp: TcpStream) -> Result<(), TcpStream> {
+        let std = match tcp.into_std() {
+            Ok(std) => std,
+            Err(e) => {
+                tracing::debug!("cannot hand a connection over: {e}");
+                self.balance.live[target].fetch_sub(1, Ordering::Relaxed);
+                return Ok(());
+            }
+        };
+        match self.balance.inboxes[target].send(std) {
+            Ok(()) => Ok(()),
+            // That thread has stopped serving: serve it here after all.
+            Err(returned) => {
+                self.balance.live[target].fetch_sub(1, Ordering::Relaxed);
+                match TcpStream::from_std(returned.0) {
+                    Ok(tcp) => {
+                        self.balance.live[self.index].fetch_add(1, Ordering::Relaxed);
+                        Err(tcp)
+                    }
+                    Err(e) => {
+                        tracing::debug!("cannot take a connection back: {e}");
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Lowers a thread's connection count when the connection it counts ends.
+struct Counted(Arc<Balance>, usize);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.live[self.1].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One serving thread: accept, serve each connection on this thread (or hand
+/// it to a less loaded one), and on drain stop accepting and wait for this
+/// thread's connections (as axum's `serve` does), unless told to abort.
 async fn serve_on_this_thread<S, B>(
     listener: std::net::TcpListener,
+    mut seat: Seat,
     app: S,
     mut phase: watch::Receiver<Phase>,
 ) where
@@ -163,17 +256,41 @@ async fn serve_on_this_thread<S, B>(
     // watches `close_tx` to learn that they are all gone.
     let (signal_tx, signal_rx) = watch::channel(());
     let (close_tx, close_rx) = watch::channel(());
+    let mut inbox_open = true;
     loop {
-        let (tcp, _) = tokio::select! {
+        let tcp = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(a) => a,
+                Ok((tcp, _)) => {
+                    let target = seat.place();
+                    if target == seat.index {
+                        tcp
+                    } else {
+                        match seat.hand_over(target, tcp) {
+                            Ok(()) => continue,
+                            Err(tcp) => tcp,
+                        }
+                    }
+                }
                 Err(e) => {
                     handle_accept_error(e).await;
                     continue;
                 }
             },
+            handed = seat.inbox.recv(), if inbox_open => match handed.map(TcpStream::from_std) {
+                Some(Ok(tcp)) => tcp,
+                Some(Err(e)) => {
+                    tracing::debug!("cannot take a connection over: {e}");
+                    seat.balance.live[seat.index].fetch_sub(1, Ordering::Relaxed);
+                    continue;
+                }
+                None => {
+                    inbox_open = false;
+                    continue;
+                }
+            },
             _ = phase.wait_for(|p| *p != Phase::Serving) => break,
         };
+        let counted = Counted(seat.balance.clone(), seat.index);
         // Small JSON answers must not wait for a delayed ACK (Nagle).
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!("set_nodelay failed: {e}");
@@ -186,6 +303,7 @@ async fn serve_on_this_thread<S, B>(
         let signal_tx = signal_tx.clone();
         let close_rx = close_rx.clone();
         tokio::spawn(async move {
+            let _counted = counted;
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
             let mut conn = std::pin::pin!(conn);
             let mut draining = std::pin::pin!(signal_tx.closed().fuse());
@@ -247,4 +365,61 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn seats(live: &[usize]) -> Vec<Seat> {
+        let mut inboxes = Vec::new();
+        let mut senders = Vec::new();
+        for _ in live {
+            let (tx, rx) = mpsc::unbounded_channel();
+            senders.push(tx);
+            inboxes.push(rx);
+        }
+        let balance = Arc::new(Balance {
+            live: live.iter().map(|n| AtomicUsize::new(*n)).collect(),
+            inboxes: senders,
+        });
+        inboxes
+            .into_iter()
+            .enumerate()
+            .map(|(index, inbox)| Seat {
+                index,
+                balance: balance.clone(),
+                inbox,
+            })
+            .collect()
+    }
+
+    fn counts(seat: &Seat) -> Vec<usize> {
+        seat.balance
+            .live
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    #[test]
+    fn a_burst_accepted_by_one_thread_is_spread_over_all() {
+        let seats = seats(&[0, 0, 0]);
+        // Thread 0 wins every accept of a burst of 30 connections.
+        let handed = (0..30).filter(|_| seats[0].place() != 0).count();
+        let live = counts(&seats[0]);
+        assert!(live.iter().all(|n| (9..=11).contains(n)), "{live:?}");
+        assert!(handed >= 18, "{handed}");
+    }
+
+    #[test]
+    fn a_balanced_thread_keeps_its_connections() {
+        let seats = seats(&[5, 4, 5]);
+        assert_eq!(seats[0].place(), 0);
+        assert_eq!(counts(&seats[0]), [6, 4, 5]);
+        // Now two above the least loaded: the next one goes there.
+        assert_eq!(seats[0].place(), 1);
+        assert_eq!(counts(&seats[0]), [6, 5, 5]);
+    }
 }
