@@ -322,6 +322,9 @@ async fn serve_on_this_thread<S, B>(
         });
     }
     drop(listener);
+    // Connections handed over but not yet taken are closed now, as the
+    // listener's own queue is.
+    drop(seat);
     drop(signal_rx);
     drop(close_rx);
     tokio::select! {
