@@ -1,5 +1,5 @@
-//! The only per-chunk work on a stream, scanning for the `[DONE]` line, and
-//! the only work on a whole answer, reading its usage.
+//! The per-chunk work on a stream (scanning for the `[DONE]` line, the usage
+//! tap) and the work on a whole answer (reading its usage).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -19,6 +19,24 @@ fn bench(c: &mut Criterion) {
                 s.feed(black_box(chunk));
             }
             s.feed(b"data: [DONE]\n\n")
+        })
+    });
+    g.bench_function("tap_32_chunks_finish_and_usage", |b| {
+        let finish = br#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o","system_fingerprint":"fp","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]}
+
+"#;
+        let usage = br#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o","system_fingerprint":"fp","choices":[],"usage":{"prompt_tokens":8,"completion_tokens":32,"total_tokens":40}}
+
+"#;
+        let chunk = bytes::Bytes::from_static(chunk);
+        b.iter(|| {
+            let mut tap = liter_llm_gateway::tap::UsageTap::new(true);
+            for _ in 0..32 {
+                black_box(tap.process(chunk.clone()));
+            }
+            black_box(tap.process(bytes::Bytes::from_static(finish)));
+            black_box(tap.process(bytes::Bytes::from_static(usage)));
+            tap.usage
         })
     });
     g.finish();

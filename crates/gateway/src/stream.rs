@@ -27,7 +27,19 @@ use tokio::time::{Instant, Sleep};
 /// `data: [DONE]` inside a JSON string is not mistaken for the end. SSE makes
 /// the space after the colon optional, and some servers leave it out.
 const DONE_MARKER: &[u8] = b"\ndata: [DONE]";
-const DONE_MARKER_TIGHT: &[u8] = b"\ndata:[DONE]";
+
+/// Built once: `memmem::find` builds its searcher on every call, which was
+/// most of the cost of scanning a chunk.
+static DONE_FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"[DONE]"));
+
+/// Whether `buf` holds `data: [DONE]` or `data:[DONE]` at the start of a line.
+fn contains_marker(buf: &[u8]) -> bool {
+    DONE_FINDER.find_iter(buf).any(|at| {
+        let before = &buf[..at];
+        before.ends_with(b"\ndata: ") || before.ends_with(b"\ndata:")
+    })
+}
 
 type Upstream = crate::transport::UpstreamBody;
 
@@ -62,20 +74,20 @@ impl DoneScanner {
         if self.found {
             return true;
         }
-        self.found = memchr::memmem::find(chunk, DONE_MARKER).is_some()
-            || memchr::memmem::find(chunk, DONE_MARKER_TIGHT).is_some()
-            || self.found_across_boundary(chunk);
+        self.found = contains_marker(chunk) || self.found_across_boundary(chunk);
         self.keep_tail(chunk);
         self.found
     }
 
     fn found_across_boundary(&self, chunk: &[u8]) -> bool {
+        // The tail is shorter than the marker, so a marker that straddles the
+        // boundary lies within the tail and the chunk's first marker-length bytes.
         let head = &chunk[..chunk.len().min(DONE_MARKER.len())];
-        let mut joined = Vec::with_capacity(self.tail.len() + head.len());
-        joined.extend_from_slice(&self.tail);
-        joined.extend_from_slice(head);
-        memchr::memmem::find(&joined, DONE_MARKER).is_some()
-            || memchr::memmem::find(&joined, DONE_MARKER_TIGHT).is_some()
+        let mut joined = [0u8; 2 * DONE_MARKER.len()];
+        let (tail, rest) = joined.split_at_mut(self.tail.len());
+        tail.copy_from_slice(&self.tail);
+        rest[..head.len()].copy_from_slice(head);
+        contains_marker(&joined[..self.tail.len() + head.len()])
     }
 
     /// Keep the last `len - 1` bytes: enough for any split marker, never a whole one.

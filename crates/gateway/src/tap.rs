@@ -7,7 +7,9 @@
 
 use crate::pipeline::Usage;
 use bytes::{Bytes, BytesMut};
+use memchr::memmem::{Finder, FinderRev};
 use serde::Deserialize;
+use std::sync::LazyLock;
 
 #[derive(Deserialize, Default)]
 pub(crate) struct WireUsage {
@@ -122,10 +124,17 @@ pub struct UsageTap {
     pub finish_reasons: Vec<String>,
 }
 
+/// Searchers built once: `memmem::find` builds one on every call, which cost
+/// more than the search itself on chunks of a few hundred bytes.
+static USAGE_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
+static FINISH_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"finish_reason\":"));
+static EVENT_END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\n"));
+static LAST_EVENT_END: LazyLock<FinderRev<'static>> = LazyLock::new(|| FinderRev::new(b"\n\n"));
+
 /// Whether `event` mentions a usage object (not `"usage":null`).
 fn mentions_usage(event: &[u8]) -> bool {
     let mut rest = event;
-    while let Some(i) = memchr::memmem::find(rest, b"\"usage\"") {
+    while let Some(i) = USAGE_KEY.find(rest) {
         let after = &rest[i + 7..];
         let value = after
             .iter()
@@ -139,9 +148,13 @@ fn mentions_usage(event: &[u8]) -> bool {
     false
 }
 
+/// Whether `event` has a finish reason that is a string (`"finish_reason":"`
+/// or `"finish_reason": "`), not `null`.
 fn mentions_finish(event: &[u8]) -> bool {
-    memchr::memmem::find(event, b"\"finish_reason\":\"").is_some()
-        || memchr::memmem::find(event, b"\"finish_reason\": \"").is_some()
+    FINISH_KEY.find_iter(event).any(|at| {
+        let after = &event[at + FINISH_KEY.needle().len()..];
+        after.strip_prefix(b" ").unwrap_or(after).first() == Some(&b'"')
+    })
 }
 
 impl UsageTap {
@@ -161,7 +174,7 @@ impl UsageTap {
             return chunk;
         }
         self.partial.extend_from_slice(&chunk);
-        let Some(end) = memchr::memmem::rfind(&self.partial, b"\n\n") else {
+        let Some(end) = LAST_EVENT_END.rfind(&self.partial) else {
             return Bytes::new();
         };
         let complete = self.partial.split_to(end + 2).freeze();
@@ -222,7 +235,7 @@ fn split_events(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
         if rest.is_empty() {
             return None;
         }
-        let end = memchr::memmem::find(rest, b"\n\n").map_or(rest.len(), |i| i + 2);
+        let end = EVENT_END.find(rest).map_or(rest.len(), |i| i + 2);
         let (event, tail) = rest.split_at(end);
         rest = tail;
         Some(event)
