@@ -740,17 +740,23 @@ def run_config(
     slots, repeat = prof["stream_slots"], prof["stream_repeat"]
     log(f"[{name}] streaming TTFT: {prof['stream_rounds']} rounds x {slots} streams x {repeat} per side")
     stream_bench(tools, proxy_base, key, STREAM_MODEL, slots, 1, STREAM_PACING_MS)  # warm the pool
-    s_rounds = []
-    for i in range(prof["stream_rounds"]):
-        d = stream_bench(tools, paced_base, UPSTREAM_KEY, MODEL, slots, repeat, STREAM_PACING_MS)
-        p = stream_bench(tools, proxy_base, key, STREAM_MODEL, slots, repeat, STREAM_PACING_MS)
-        for label, r in (("direct", d), ("proxy", p)):
-            if r["failed"] or r["lost"] or r["stalled"]:
-                problems.append(
-                    f"streaming round {i + 1} {label}: failed={r['failed']} lost={r['lost']} "
-                    f"stalled={r['stalled']} errors={r['errors']} e.g. {r['error_samples'][:2]}"
-                )
-        s_rounds.append({"direct": d, "proxy": p})
+
+    def alternate(what: str, rounds: int, direct_base: str, proxy_model: str, repeat_: int, chunks: int) -> list:
+        """Stream rounds alternating direct and proxied, with any failure noted."""
+        out_rounds = []
+        for i in range(rounds):
+            d = stream_bench(tools, direct_base, UPSTREAM_KEY, MODEL, slots, repeat_, STREAM_PACING_MS, chunks=chunks)
+            p = stream_bench(tools, proxy_base, key, proxy_model, slots, repeat_, STREAM_PACING_MS, chunks=chunks)
+            for label, r in (("direct", d), ("proxy", p)):
+                if r["failed"] or r["lost"] or r["stalled"]:
+                    problems.append(
+                        f"{what} round {i + 1} {label}: failed={r['failed']} lost={r['lost']} "
+                        f"stalled={r['stalled']} errors={r['errors']} e.g. {r['error_samples'][:2]}"
+                    )
+            out_rounds.append({"direct": d, "proxy": p})
+        return out_rounds
+
+    s_rounds = alternate("streaming", prof["stream_rounds"], paced_base, STREAM_MODEL, repeat, STREAM_CHUNKS)
 
     def side(key_: str, field: str, stat: str) -> float | None:
         return median([r[key_][field][stat] for r in s_rounds])
@@ -759,17 +765,7 @@ def run_config(
     t_repeat = prof["ttft_repeat"]
     log(f"[{name}] time to first token: {prof['ttft_rounds']} rounds x {slots} streams x {t_repeat} per side")
     stream_bench(tools, proxy_base, key, TTFT_MODEL, slots, 1, STREAM_PACING_MS, chunks=TTFT_CHUNKS)
-    t_rounds = []
-    for i in range(prof["ttft_rounds"]):
-        d = stream_bench(tools, short_base, UPSTREAM_KEY, MODEL, slots, t_repeat, STREAM_PACING_MS, chunks=TTFT_CHUNKS)
-        p = stream_bench(tools, proxy_base, key, TTFT_MODEL, slots, t_repeat, STREAM_PACING_MS, chunks=TTFT_CHUNKS)
-        for label, r in (("direct", d), ("proxy", p)):
-            if r["failed"] or r["lost"] or r["stalled"]:
-                problems.append(
-                    f"TTFT round {i + 1} {label}: failed={r['failed']} lost={r['lost']} "
-                    f"stalled={r['stalled']} errors={r['errors']} e.g. {r['error_samples'][:2]}"
-                )
-        t_rounds.append({"direct": d, "proxy": p})
+    t_rounds = alternate("TTFT", prof["ttft_rounds"], short_base, TTFT_MODEL, t_repeat, TTFT_CHUNKS)
 
     def ttft(key_: str, stat: str) -> float | None:
         return median([r[key_]["ttft_us"][stat] for r in t_rounds])
