@@ -887,30 +887,57 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
 /// A duration in OpenAI's `x-ratelimit-reset-*` format (Go's duration syntax,
 /// to the millisecond, rounded up): `0s`, `250ms`, `1s`, `1.5s`, `1m0.25s`, `6m0s`.
 pub fn format_reset(d: Duration) -> String {
+    // Written digit by digit: this runs twice for every rate-limited answer,
+    // and the formatting machinery cost more than the rest of the header work.
     let ms = u64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
-    if ms == 0 {
-        return "0s".to_string();
-    }
+    let mut out = String::with_capacity(16);
     if ms < 1000 {
-        return format!("{ms}ms");
+        push_digits(&mut out, ms);
+        out.push_str(if ms == 0 { "s" } else { "ms" });
+        return out;
     }
-    let mut out = String::with_capacity(12);
     let (hours, rest) = (ms / 3_600_000, ms % 3_600_000);
     let (mins, rest) = (rest / 60_000, rest % 60_000);
     let (secs, frac) = (rest / 1000, rest % 1000);
     if hours > 0 {
-        let _ = write!(out, "{hours}h");
+        push_digits(&mut out, hours);
+        out.push('h');
     }
     if hours > 0 || mins > 0 {
-        let _ = write!(out, "{mins}m");
+        push_digits(&mut out, mins);
+        out.push('m');
     }
-    let _ = write!(out, "{secs}");
+    push_digits(&mut out, secs);
     if frac > 0 {
-        let f = format!("{frac:03}");
-        let _ = write!(out, ".{}", f.trim_end_matches('0'));
+        out.push('.');
+        let digits = [frac / 100, frac / 10 % 10, frac % 10];
+        let keep = if digits[2] > 0 {
+            3
+        } else if digits[1] > 0 {
+            2
+        } else {
+            1
+        };
+        for d in &digits[..keep] {
+            out.push(char::from(b'0' + *d as u8));
+        }
     }
     out.push('s');
     out
+}
+
+fn push_digits(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[at..]).unwrap_or_default());
 }
 
 fn set_headers(h: &mut HeaderMap, state: &LimitState, names: [&HeaderName; 3]) {
