@@ -54,14 +54,19 @@ async fn upstream(first: StatusCode, location: Option<&'static str>) -> (SocketA
     (addr, seen)
 }
 
-fn config(addr: SocketAddr) -> String {
-    fake_proxy_config(&[fake_model(
-        "gpt-4o",
+/// One `[[models]]` entry for `openai/gpt-4o` at `addr`.
+fn model_at(name: &str, addr: SocketAddr, extra: &str) -> String {
+    fake_model(
+        name,
         "openai/gpt-4o",
         &format!("http://{addr}/v1"),
         UPSTREAM_KEY,
-        "",
-    )])
+        extra,
+    )
+}
+
+fn config(addr: SocketAddr) -> String {
+    fake_proxy_config(&[model_at("gpt-4o", addr, "")])
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -184,20 +189,12 @@ async fn model_connect_timeout_bounds_opening_the_connection() {
     // The deployment timeout (60 s) and the default connect timeout (10 s)
     // would both wait far longer.
     let config = fake_proxy_config(&[
-        fake_model(
+        model_at(
             "gpt-4o",
-            "openai/gpt-4o",
-            &format!("http://{addr}/v1"),
-            UPSTREAM_KEY,
+            addr,
             "timeout_secs = 60\nconnect_timeout_secs = 1\n",
         ),
-        fake_model(
-            "other",
-            "openai/gpt-4o",
-            &format!("http://{addr}/v1"),
-            UPSTREAM_KEY,
-            "",
-        ),
+        model_at("other", addr, ""),
     ]);
     connect_times_out_within(&config, 1).await;
 }
@@ -205,13 +202,7 @@ async fn model_connect_timeout_bounds_opening_the_connection() {
 #[tokio::test(flavor = "multi_thread")]
 async fn general_connect_timeout_applies_to_models_without_their_own() {
     let (addr, _listener, _held) = address_that_never_connects();
-    let model = fake_model(
-        "gpt-4o",
-        "openai/gpt-4o",
-        &format!("http://{addr}/v1"),
-        UPSTREAM_KEY,
-        "timeout_secs = 60\n",
-    );
+    let model = model_at("gpt-4o", addr, "timeout_secs = 60\n");
     let config = format!(
         "\n[general]\nmaster_key = \"{MASTER}\"\nmax_retries = 0\nconnect_timeout_secs = 2\n{model}"
     );
@@ -291,11 +282,9 @@ async fn base_url_credentials_never_appear_in_errors() {
 #[tokio::test(flavor = "multi_thread")]
 async fn health_probe_honours_the_deployment_connect_timeout() {
     let (addr, _listener, _held) = address_that_never_connects();
-    let model = fake_model(
+    let model = model_at(
         "gpt-4o",
-        "openai/gpt-4o",
-        &format!("http://{addr}/v1"),
-        UPSTREAM_KEY,
+        addr,
         "timeout_secs = 60\nconnect_timeout_secs = 1\n",
     );
     let config = format!(
