@@ -72,7 +72,7 @@ impl HealthChecker {
     }
 
     async fn call(&self, d: &Deployment, chat: bool) -> Result<reqwest::StatusCode, String> {
-        let client = self.clients.for_connect_timeout(d.connect_timeout);
+        let client = self.clients.get(d.connect_timeout);
         let mut req = match (d.adapter, chat) {
             // OpenAI-compatible APIs list models for free.
             (None, false) => client.get(d.url("/models")),
@@ -116,7 +116,7 @@ impl HealthChecker {
         }
         if let Some(tokens) = &d.token_source {
             let bearer = tokens
-                .authorization(self.clients.default_client(), d.timeout)
+                .authorization(self.clients.default_one(), d.timeout)
                 .await
                 .map_err(|e| e.message)?;
             req = req.header(reqwest::header::AUTHORIZATION, bearer);

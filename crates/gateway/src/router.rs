@@ -732,7 +732,7 @@ fn split_credentials(base_url: &str) -> Result<(String, Option<HeaderValue>), St
     if url.username().is_empty() && url.password().is_none() {
         return Ok((base_url.to_string(), None));
     }
-    let decode = |s: &str| percent_decode(s);
+    use liter_llm_providers::adapters::bedrock::sigv4::percent_decode as decode;
     let user = decode(url.username());
     let pass = url.password().map(decode);
     let mut plain = user;
@@ -749,30 +749,6 @@ fn split_credentials(base_url: &str) -> Result<(String, Option<HeaderValue>), St
         .and_then(|()| url.set_password(None))
         .map_err(|()| "cannot remove the credentials".to_string())?;
     Ok((url.as_str().trim_end_matches('/').to_string(), Some(value)))
-}
-
-fn percent_decode(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

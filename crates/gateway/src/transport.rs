@@ -110,13 +110,11 @@ fn env_proxy_configured() -> bool {
 }
 
 impl Transport {
-    /// The hyper client, or reqwest when a proxy is configured in the
-    /// environment.
-    pub fn new(opts: &ClientOptions) -> Result<Transport, String> {
+    /// The hyper client, or `fallback` (reqwest, built with the same
+    /// options) when a proxy is configured in the environment.
+    pub fn new(opts: &ClientOptions, fallback: &reqwest::Client) -> Result<Transport, String> {
         if env_proxy_configured() {
-            return liter_llm_providers::client::build_client(opts)
-                .map(Transport::Reqwest)
-                .map_err(|e| format!("cannot build the upstream HTTP client: {e}"));
+            return Ok(Transport::Reqwest(fallback.clone()));
         }
         LocalClients::new(opts).map(|c| Transport::Hyper(Box::new(c)))
     }
@@ -218,29 +216,32 @@ impl StdError for ConnectTimedOut {}
 /// timeout running out while waiting for an answer.
 pub fn is_connect_timeout(e: &(dyn StdError + 'static)) -> bool {
     let mut connecting = false;
-    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if err.is::<ConnectTimedOut>() {
-            return true;
-        }
+    chain(e).any(|err| {
         // The TCP connector's own timer (same value, it splits it between a
         // host's addresses) may fire first, as a timed-out I/O error.
         if let Some(h) = err.downcast_ref::<hyper_util::client::legacy::Error>() {
             connecting |= h.is_connect();
         }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if connecting && io.kind() == std::io::ErrorKind::TimedOut {
-                return true;
-            }
-        }
-        if let Some(r) = err.downcast_ref::<reqwest::Error>() {
-            if r.is_connect() && r.is_timeout() {
-                return true;
-            }
-        }
-        cur = err.source();
-    }
-    false
+        err.is::<ConnectTimedOut>()
+            || (connecting && is_timed_out_io(err))
+            || err
+                .downcast_ref::<reqwest::Error>()
+                .is_some_and(|r| r.is_connect() && r.is_timeout())
+    })
+}
+
+/// `e` and its causes, outermost first.
+fn chain<'a>(
+    e: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(Some(e), |err: &&'a (dyn StdError + 'static)| {
+        (*err).source()
+    })
+}
+
+fn is_timed_out_io(err: &(dyn StdError + 'static)) -> bool {
+    err.downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
 }
 
 /// The default headers reqwest added when the request had none of its own.
@@ -289,29 +290,16 @@ impl StdError for DecodeError {
 /// Whether the failure was a timeout somewhere down the chain (a connect
 /// timeout, a socket that timed out), which reqwest reported as a timeout.
 pub fn is_timeout(e: &(dyn StdError + 'static)) -> bool {
-    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if err.is::<ConnectTimedOut>() {
-            return true;
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return true;
-            }
-        }
-        if let Some(h) = err.downcast_ref::<hyper::Error>() {
-            if h.is_timeout() {
-                return true;
-            }
-        }
-        if let Some(r) = err.downcast_ref::<reqwest::Error>() {
-            if r.is_timeout() {
-                return true;
-            }
-        }
-        cur = err.source();
-    }
-    false
+    chain(e).any(|err| {
+        err.is::<ConnectTimedOut>()
+            || is_timed_out_io(err)
+            || err
+                .downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_timeout)
+            || err
+                .downcast_ref::<reqwest::Error>()
+                .is_some_and(reqwest::Error::is_timeout)
+    })
 }
 
 /// An upstream response body, read as it arrives.

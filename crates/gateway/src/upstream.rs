@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use http_body_util::Full;
 use liter_llm_protocol::{ApiError, ErrorKind};
-use liter_llm_providers::client::ClientOptions;
+use liter_llm_providers::client::{ByConnectTimeout, ClientOptions, ClientsByConnectTimeout};
 use std::borrow::Cow;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -26,8 +26,8 @@ pub struct Upstream {
     /// For OAuth token fetches, which are rare and go through reqwest.
     client: reqwest::Client,
     /// One transport (so one set of connection pools) per connect timeout in
-    /// use, the default first; deployments pick theirs by value.
-    transports: Vec<(Duration, Transport)>,
+    /// use; deployments pick theirs by value.
+    transports: ByConnectTimeout<Transport>,
     max_retries: u32,
 }
 
@@ -113,39 +113,24 @@ impl Upstream {
         self.max_retries
     }
 
-    /// `client` serves OAuth token fetches. `connect_timeouts` are the values
-    /// deployments use (`Router::connect_timeouts`), the default first; each
-    /// gets its own transport built from `opts` with that connect timeout.
+    /// A transport for each of `clients`' connect timeouts (the values
+    /// deployments use), built from `opts` with that timeout. The reqwest
+    /// clients carry OAuth token fetches (the default one) and, when a proxy
+    /// is set in the environment, the upstream calls themselves.
     pub fn new(
-        client: reqwest::Client,
+        clients: &ClientsByConnectTimeout,
         opts: &ClientOptions,
-        connect_timeouts: &[Duration],
         max_retries: u32,
     ) -> Result<Upstream, String> {
-        let mut transports = Vec::with_capacity(connect_timeouts.len().max(1));
-        for t in connect_timeouts.iter().copied() {
-            let opts = ClientOptions {
-                connect_timeout: t,
-                ..opts.clone()
-            };
-            transports.push((t, Transport::new(&opts)?));
-        }
-        if transports.is_empty() {
-            transports.push((opts.connect_timeout, Transport::new(opts)?));
-        }
+        let timeouts: Vec<Duration> = clients.iter().map(|(t, _)| t).collect();
+        let transports = ByConnectTimeout::build(opts, &timeouts, |o| {
+            Transport::new(o, clients.get(o.connect_timeout))
+        })?;
         Ok(Upstream {
             transports,
-            client,
+            client: clients.default_one().clone(),
             max_retries,
         })
-    }
-
-    fn transport_for(&self, d: &Deployment) -> &Transport {
-        let (_, default) = &self.transports[0];
-        self.transports
-            .iter()
-            .find(|(t, _)| *t == d.connect_timeout)
-            .map_or(default, |(_, transport)| transport)
     }
 
     /// One attempt against one deployment.
@@ -166,7 +151,7 @@ impl Upstream {
         // so for streams the timeout bounds only the wait for response headers and
         // the stream itself enforces it as an idle limit between chunks.
         let body_deadline = (!req.stream).then(|| started + d.timeout);
-        let sent = match self.transport_for(d) {
+        let sent = match self.transports.get(d.connect_timeout) {
             Transport::Hyper(client) => {
                 // Redirects are answered, not followed, as with the reqwest
                 // client (`redirect::Policy::none()` in `providers::client`).

@@ -20,44 +20,63 @@ impl Default for ClientOptions {
     }
 }
 
-/// reqwest clients for the rare calls that do not go through the upstream
-/// transport (health probes, OAuth token fetches): one per connect timeout in
-/// use, the default first, so each deployment's `connect_timeout_secs` holds
-/// for them too.
+/// One client (or transport) per connect timeout in use, the default first.
+/// A connect timeout is a property of the connector, so deployments with
+/// different `connect_timeout_secs` need clients of their own; each picks its
+/// own by value.
 #[derive(Clone, Debug)]
-pub struct ClientsByConnectTimeout(std::sync::Arc<Vec<(Duration, reqwest::Client)>>);
+pub struct ByConnectTimeout<T>(std::sync::Arc<Vec<(Duration, T)>>);
 
-impl ClientsByConnectTimeout {
+impl<T> ByConnectTimeout<T> {
+    /// One `T` per timeout, built from `opts` with that connect timeout.
     /// `timeouts[0]` is the default; an empty list means `opts.connect_timeout`.
-    pub fn new(opts: &ClientOptions, timeouts: &[Duration]) -> Result<Self, reqwest::Error> {
-        let mut clients = Vec::with_capacity(timeouts.len().max(1));
+    pub fn build<E>(
+        opts: &ClientOptions,
+        timeouts: &[Duration],
+        mut make: impl FnMut(&ClientOptions) -> Result<T, E>,
+    ) -> Result<Self, E> {
         let default = [opts.connect_timeout];
         let timeouts = if timeouts.is_empty() {
             &default[..]
         } else {
             timeouts
         };
+        let mut all = Vec::with_capacity(timeouts.len());
         for t in timeouts {
             let opts = ClientOptions {
                 connect_timeout: *t,
                 ..opts.clone()
             };
-            clients.push((*t, build_client(&opts)?));
+            all.push((*t, make(&opts)?));
         }
-        Ok(ClientsByConnectTimeout(std::sync::Arc::new(clients)))
+        Ok(ByConnectTimeout(std::sync::Arc::new(all)))
     }
 
-    /// The client with the default connect timeout.
-    pub fn default_client(&self) -> &reqwest::Client {
+    /// The one with the default connect timeout.
+    pub fn default_one(&self) -> &T {
         &self.0[0].1
     }
 
-    /// The client with connect timeout `t`, or the default one.
-    pub fn for_connect_timeout(&self, t: Duration) -> &reqwest::Client {
+    /// The one with connect timeout `t`, or the default one.
+    pub fn get(&self, t: Duration) -> &T {
         self.0
             .iter()
             .find(|(have, _)| *have == t)
-            .map_or(self.default_client(), |(_, c)| c)
+            .map_or(self.default_one(), |(_, one)| one)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (Duration, &T)> {
+        self.0.iter().map(|(t, one)| (*t, one))
+    }
+}
+
+/// reqwest clients for the calls that do not go through the gateway's
+/// upstream transport (health probes, OAuth token fetches).
+pub type ClientsByConnectTimeout = ByConnectTimeout<reqwest::Client>;
+
+impl ClientsByConnectTimeout {
+    pub fn new(opts: &ClientOptions, timeouts: &[Duration]) -> Result<Self, reqwest::Error> {
+        Self::build(opts, timeouts, build_client)
     }
 }
 

@@ -27,9 +27,9 @@ use liter_llm_protocol::{ApiError, ErrorKind};
 use std::convert::Infallible;
 use std::sync::Arc;
 use tower::{Layer, Service};
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

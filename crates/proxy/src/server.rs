@@ -2,8 +2,9 @@
 //! in-flight requests and streams finish (bounded by the drain timeout).
 //!
 //! Connections are served thread-per-core: one single-threaded runtime per CPU,
-//! all accepting from the same listener, each serving its connections from
-//! accept to close. A request then never changes thread: the client
+//! all accepting from the same listener; a connection is served from accept to
+//! close by one thread (the one that accepted it, or a less loaded one it was
+//! handed to, see [`Balance`]). A request then never changes thread: the client
 //! connection, the handler, and the pooled upstream connection (one pool per
 //! thread, see `gateway::transport`) are polled by the same thread, so a proxied
 //! request costs no cross-thread wake-up (a futex call and, when the other CPU

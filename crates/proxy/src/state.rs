@@ -85,9 +85,8 @@ impl AppState {
         let dispatch = Dispatch::new(DispatchCore {
             router: router.clone(),
             upstream: Upstream::new(
-                clients.default_client().clone(),
+                &clients,
                 &ClientOptions::default(),
-                &connect_timeouts,
                 config.general.max_retries,
             )
             .map_err(BuildError::Client)?,

@@ -286,7 +286,7 @@ pub fn canonical_uri(path: &str) -> String {
 }
 
 /// Decodes `%XX` escapes (leaving malformed ones as they are).
-fn percent_decode(s: &str) -> Vec<u8> {
+pub fn percent_decode(s: &str) -> Vec<u8> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
